@@ -1,0 +1,43 @@
+"""The Typer application: ``gdvision <command> ...``."""
+
+from __future__ import annotations
+
+import typer
+
+from . import register as _register
+
+app = typer.Typer(
+    name="gdvision",
+    help=(
+        "Classical vision by gradient descent in PyTorch.\n\n"
+        "Every command takes --device auto|cpu|cuda|cuda:N|mps, --json (machine-readable output on stdout) "
+        "and --quiet. Exit codes: 0 success, 1 failure, 2 bad usage. Coordinates are pixels with (0, 0) at "
+        "the centre of the top-left pixel; homographies map A to B (OpenCV's convention)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+app.command("register", no_args_is_help=True)(_register.register)
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        from gdvision import __version__
+
+        typer.echo(f"gdvision {__version__}")
+        raise typer.Exit(0)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()

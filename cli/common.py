@@ -1,0 +1,141 @@
+"""Shared CLI plumbing: common options, error handling, progress bars, JSON output.
+
+Exit codes: 0 success, 1 failure (bad input data, solver failure, some batch items failed), 2 bad usage.
+Errors are printed as one line on stderr (``error: ...``), never as a traceback; set ``GDVISION_DEBUG=1``
+to get the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gdvision.errors import GdvisionError, UsageError
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="Where to compute: auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or human summary.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object on stdout.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducible runs.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Decorator for command functions: turn gdvision errors into one-line messages and exit codes."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except GdvisionError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory (try a smaller --batch-size or image, or --device cpu)", 1)
+        except Exception as exc:  # noqa: BLE001 - last-resort one-line report
+            if os.environ.get("GDVISION_DEBUG"):
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            if "out of memory" in msg.lower():
+                fail("out of memory on the device (try a smaller --batch-size, or --device cpu)", 1)
+            fail(f"internal error: {type(exc).__name__}: {msg} (set GDVISION_DEBUG=1 for a traceback)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as one JSON line on stdout."""
+    from gdvision.io import dumps_json
+
+    sys.stdout.write(dumps_json(obj) + "\n")
+    sys.stdout.flush()
+
+
+def check_positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    """UsageError unless ``value`` is None or > 0 (>= 0 with ``allow_zero``)."""
+    if value is None:
+        return
+    if value != value or (value < 0 if allow_zero else value <= 0):  # NaN check via value != value
+        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def check_output(path: Path | None, inputs: list[Path]) -> None:
+    """UsageError when an output path would overwrite one of the inputs."""
+    if path is None:
+        return
+    rp = path.resolve()
+    for inp in inputs:
+        if inp.exists() and inp.resolve() == rp:
+            raise UsageError(f"output '{path}' would overwrite input '{inp}'")
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields ``update(completed=None, total=None, description=None, **fields)``.
+
+    When disabled (``--quiet`` or ``--json``), yields a no-op.
+    """
+    if not enabled:
+        yield lambda *a, **k: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(description, total=None, info="")
+
+        def update(
+            completed: float | None = None,
+            total: float | None = None,
+            description: str | None = None,
+            advance: float | None = None,
+            info: str | None = None,
+        ) -> None:
+            kw: dict[str, Any] = {}
+            if completed is not None:
+                kw["completed"] = completed
+            if total is not None:
+                kw["total"] = total
+            if description is not None:
+                kw["description"] = description
+            if advance is not None:
+                kw["advance"] = advance
+            if info is not None:
+                kw["info"] = info
+            prog.update(task, **kw)
+
+        yield update
+
+
+def say(quiet: bool, message: str) -> None:
+    """Print a human summary line on stderr unless quiet."""
+    if not quiet:
+        typer.echo(message, err=True)

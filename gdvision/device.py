@@ -1,0 +1,70 @@
+"""Device selection and seeding.
+
+``resolve_device("auto")`` picks CUDA when available, else MPS, else CPU. An explicit device that is not
+present (``cuda`` without a GPU, ``cuda:3`` on a one-GPU machine, ``mps`` off Apple silicon) raises a
+:class:`~gdvision.errors.UsageError` with a one-line message instead of failing later inside torch.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from .errors import UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(:(\d+))?$")
+
+
+def resolve_device(spec: str = "auto") -> torch.device:
+    """Turn ``auto|cpu|cuda|cuda:N|mps`` into a :class:`torch.device` that exists on this machine."""
+    import torch
+
+    m = _DEVICE_RE.match(spec.strip().lower())
+    if not m or (m.group(2) and m.group(1) != "cuda"):
+        raise UsageError(f"unknown device '{spec}': use auto, cpu, cuda, cuda:N or mps")
+    kind = m.group(1)
+    if kind == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if kind == "cpu":
+        return torch.device("cpu")
+    if kind == "mps":
+        if getattr(torch.backends, "mps", None) is None or not torch.backends.mps.is_available():
+            raise UsageError("device 'mps' is not available on this machine")
+        return torch.device("mps")
+    if not torch.cuda.is_available():
+        raise UsageError(f"device '{spec}' is not available: no CUDA GPU found (use --device cpu)")
+    index = int(m.group(3)) if m.group(3) else 0
+    if index >= torch.cuda.device_count():
+        raise UsageError(f"device '{spec}' is not available: {torch.cuda.device_count()} CUDA GPU(s) found")
+    return torch.device("cuda", index)
+
+
+def seed_everything(seed: int | None) -> None:
+    """Seed Python, NumPy and torch RNGs (all devices) for reproducible runs; ``None`` does nothing."""
+    if seed is None:
+        return
+    import random
+
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait for queued kernels on ``device`` (for honest timings)."""
+    import torch
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()

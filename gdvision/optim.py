@@ -1,0 +1,273 @@
+"""The shared coarse-to-fine optimisation loop.
+
+A problem is solved level by level, coarsest first; the parameters found at one level are carried to the
+next by the problem's ``transfer`` (identity for a homography in level-independent coordinates, an
+upsampling for a depth map). At each level one of three step rules runs:
+
+- ``"lm"``: Levenberg-Marquardt on a least-squares objective ``sum_i w_i r_i(p)^2`` (``r``: residuals,
+  ``J = dr/dp``: their Jacobian, ``w``: per-residual weights). For small parameter vectors (a homography),
+  batched over independent problems (B, P). Converges quadratically near the optimum.
+- ``"adam"`` / ``"sgd"``: first-order steps on a scalar-per-item loss (B,) via autograd, for large
+  parameter tensors (a depth map) or non-least-squares objectives (mutual information).
+
+Each level stops at its iteration cap, or early when the relative loss change falls below ``tol``.
+A non-finite loss or a loss growing past ``divergence_factor`` x its starting value raises
+:class:`~gdvision.errors.SolverError` (first-order) or marks the item failed (LM, batched).
+A ``progress`` callback receives a :class:`Progress` after every iteration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from .errors import SolverError
+
+
+@dataclass
+class Progress:
+    """What the progress callback receives after each iteration (level 0 = finest)."""
+
+    level: int
+    num_levels: int
+    iteration: int
+    max_iterations: int
+    loss: float
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+@dataclass
+class StepConfig:
+    """Settings of one level's minimisation.
+
+    Attributes:
+        method: ``"lm"``, ``"adam"`` or ``"sgd"``.
+        lr: learning rate (first-order methods only).
+        iters: iteration cap for the level.
+        tol: early stop when the relative loss decrease of an iteration is below ``tol``
+            (for first-order methods: ``patience`` iterations in a row).
+        xtol: LM also stops an item when its largest parameter update is below ``xtol``.
+        patience: consecutive small-change iterations before a first-order level stops.
+        divergence_factor: a first-order loss above ``divergence_factor`` x its initial value is divergence.
+        momentum: SGD momentum.
+    """
+
+    method: str = "lm"
+    lr: float = 1e-2
+    iters: int = 50
+    tol: float = 1e-6
+    xtol: float = 1e-7
+    patience: int = 5
+    divergence_factor: float = 1e3
+    momentum: float = 0.9
+
+
+@dataclass
+class LevelResult:
+    """Outcome of one level: level index (0 = finest), final loss per item, iterations run."""
+
+    level: int
+    loss: list[float]
+    iterations: int
+
+
+@dataclass
+class OptimResult:
+    """Final parameters (B, ...), per-level history, and a (B,) bool tensor of failed items."""
+
+    params: torch.Tensor
+    levels: list[LevelResult] = field(default_factory=list)
+    failed: torch.Tensor | None = None
+
+
+ResidualFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+LossFn = Callable[[torch.Tensor], torch.Tensor]
+
+
+class CoarseToFineProblem(Protocol):
+    """What :func:`coarse_to_fine` needs from a problem."""
+
+    num_levels: int
+
+    def transfer(self, params: torch.Tensor, from_level: int, to_level: int) -> torch.Tensor:
+        """Carry parameters from one level to the next finer one."""
+        ...
+
+    def residuals(self, level: int) -> ResidualFn:
+        """For ``lm``: a function ``p (B,P) -> (r (B,N), J (B,N,P), w (B,N))`` at ``level``."""
+        ...
+
+    def loss(self, level: int) -> LossFn:
+        """For first-order methods: a differentiable function ``p -> loss (B,)`` at ``level``."""
+        ...
+
+
+def _weighted_cost(r: torch.Tensor, w: torch.Tensor, min_weight: float) -> torch.Tensor:
+    wsum = w.sum(1)
+    cost = (w * r * r).sum(1) / wsum.clamp_min(1e-12)
+    bad = (wsum < min_weight) | ~torch.isfinite(cost)
+    return torch.where(bad, torch.full_like(cost, float("inf")), cost)
+
+
+def minimize_lm(
+    fn: ResidualFn,
+    params: torch.Tensor,
+    config: StepConfig,
+    progress: ProgressFn | None = None,
+    level: int = 0,
+    num_levels: int = 1,
+    min_weight: float = 16.0,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Batched Levenberg-Marquardt: minimise the weighted mean of squared residuals for each item.
+
+    Args:
+        fn: ``p (B, P) -> (r (B, N), J (B, N, P), w (B, N))``; ``w`` are non-negative weights (0 = ignore).
+        params: starting parameters (B, P).
+        config: iteration cap ``iters``, relative cost tolerance ``tol``, step tolerance ``xtol``.
+        min_weight: an evaluation whose total weight is below this is treated as invalid (infinite cost).
+
+    Returns:
+        ``(params, cost, iterations)``: final parameters (B, P), final cost (B,) (inf for items that never
+        had a valid evaluation), and the number of iterations run.
+    """
+    p = params.detach().clone()
+    b, n_p = p.shape
+    r, J, w = fn(p)
+    cost = _weighted_cost(r, w, min_weight)
+    lam = torch.full((b,), 1e-4, dtype=p.dtype, device=p.device)
+    active = torch.isfinite(cost)
+    eye = torch.eye(n_p, dtype=p.dtype, device=p.device)
+    it = 0
+    for it in range(1, config.iters + 1):  # noqa: B007 - `it` is reported after the loop
+        if not bool(active.any()):
+            it -= 1
+            break
+        wJ = J * w.unsqueeze(-1)
+        A = wJ.transpose(1, 2) @ J  # (B,P,P)
+        g = (wJ * r.unsqueeze(-1)).sum(1)  # (B,P)
+        diag = torch.diagonal(A, dim1=1, dim2=2).clamp_min(1e-12)
+        M = A + lam.view(-1, 1, 1) * torch.diag_embed(diag) + 1e-12 * eye
+        delta = -torch.linalg.solve(M.to(torch.float64), g.to(torch.float64).unsqueeze(-1))[..., 0].to(p.dtype)
+        delta = torch.where(active.unsqueeze(1) & torch.isfinite(delta), delta, torch.zeros_like(delta))
+        p_new = p + delta
+        r2, J2, w2 = fn(p_new)
+        cost2 = _weighted_cost(r2, w2, min_weight)
+        accept = active & (cost2 <= cost)
+        rel = (cost - cost2) / cost.clamp_min(1e-30)
+        small = delta.abs().amax(1) < config.xtol
+        a1 = accept.unsqueeze(1)
+        p = torch.where(a1, p_new, p)
+        r = torch.where(a1, r2, r)
+        J = torch.where(a1.unsqueeze(2), J2, J)
+        w = torch.where(a1, w2, w)
+        cost = torch.where(accept, cost2, cost)
+        lam = torch.where(accept, (lam * 0.25).clamp_min(1e-9), lam * 8.0)
+        done = (accept & (rel < config.tol)) | small | (lam > 1e8)
+        active = active & ~done
+        if progress is not None:
+            finite = cost[torch.isfinite(cost)]
+            progress(
+                Progress(level, num_levels, it, config.iters, float(finite.mean()) if finite.numel() else float("nan"))
+            )
+    return p, cost, it
+
+
+def minimize_first_order(
+    fn: LossFn,
+    params: torch.Tensor,
+    config: StepConfig,
+    progress: ProgressFn | None = None,
+    level: int = 0,
+    num_levels: int = 1,
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Adam or SGD on ``fn(p) -> loss (B,)`` (the sum over items is minimised; items stay independent).
+
+    Stops after ``config.iters`` iterations or when the relative change of the summed loss stays below
+    ``config.tol`` for ``config.patience`` iterations. Raises SolverError on a non-finite loss or divergence.
+
+    Returns ``(params, loss (B,), iterations)``; ``params`` is detached.
+    """
+    p = params.detach().clone().requires_grad_(True)
+    if config.method == "adam":
+        opt: torch.optim.Optimizer = torch.optim.Adam([p], lr=config.lr)
+    elif config.method == "sgd":
+        opt = torch.optim.SGD([p], lr=config.lr, momentum=config.momentum)
+    else:
+        raise ValueError(f"unknown first-order method '{config.method}'")
+    first: float | None = None
+    prev: float | None = None
+    calm = 0
+    loss = torch.zeros(p.shape[0])
+    it = 0
+    for it in range(1, config.iters + 1):  # noqa: B007
+        opt.zero_grad(set_to_none=True)
+        loss = fn(p)
+        total = loss.sum()
+        value = float(total.detach())
+        if not torch.isfinite(total):
+            raise SolverError(f"optimisation produced a non-finite loss at level {level}, iteration {it}")
+        if first is None:
+            first = value
+        elif abs(value) > config.divergence_factor * max(abs(first), 1e-12):
+            raise SolverError(f"optimisation diverged at level {level} (loss {value:.3g} from {first:.3g})")
+        total.backward()
+        opt.step()
+        if progress is not None:
+            progress(Progress(level, num_levels, it, config.iters, value / max(p.shape[0], 1)))
+        if prev is not None and abs(prev - value) <= config.tol * max(abs(prev), 1e-12):
+            calm += 1
+            if calm >= config.patience:
+                break
+        else:
+            calm = 0
+        prev = value
+    return p.detach(), loss.detach(), it
+
+
+def coarse_to_fine(
+    problem: CoarseToFineProblem,
+    params: torch.Tensor,
+    configs: StepConfig | Sequence[StepConfig],
+    progress: ProgressFn | None = None,
+    start_level: int | None = None,
+) -> OptimResult:
+    """Run ``problem`` from its coarsest level (``num_levels - 1``) to level 0 (finest).
+
+    Args:
+        problem: see :class:`CoarseToFineProblem`.
+        params: starting parameters at the coarsest level (B, ...).
+        configs: one :class:`StepConfig` for all levels, or one per level indexed by level (0 = finest).
+        progress: optional callback, called after every iteration.
+        start_level: level to start at (default: the coarsest).
+
+    Returns:
+        :class:`OptimResult` with the finest-level parameters; ``failed`` marks items whose final cost is
+        not finite (LM only; first-order failures raise SolverError).
+    """
+    n = problem.num_levels
+    cfgs = [configs] * n if isinstance(configs, StepConfig) else list(configs)
+    if len(cfgs) != n:
+        raise ValueError(f"need {n} step configs, got {len(cfgs)}")
+    level = n - 1 if start_level is None else start_level
+    p = params
+    result = OptimResult(params=p)
+    failed = torch.zeros(p.shape[0], dtype=torch.bool, device=p.device)
+    while level >= 0:
+        cfg = cfgs[level]
+        if cfg.method == "lm":
+            p, cost, iters = minimize_lm(problem.residuals(level), p, cfg, progress, level, n)
+            failed = ~torch.isfinite(cost)
+        else:
+            p, cost, iters = minimize_first_order(problem.loss(level), p, cfg, progress, level, n)
+        result.levels.append(LevelResult(level, [float(c) for c in cost.detach().cpu()], iters))
+        if level > 0:
+            p = problem.transfer(p, level, level - 1)
+        level -= 1
+    result.params = p
+    result.failed = failed
+    return result
