@@ -99,7 +99,13 @@ def _decode(path: Path) -> np.ndarray:
             raise InputError(f"cannot read array '{path}': {exc}") from None
     import imageio.v3 as iio
 
+    from .png16 import decode_png16, needs_own_decoder
+
     try:
+        if suffix == ".png":
+            data = path.read_bytes()
+            if needs_own_decoder(data):
+                return decode_png16(data)
         if suffix in (".tif", ".tiff"):
             arr = iio.imread(path, index=None)
             if arr.ndim == 3 and arr.shape[0] <= 64 and arr.shape[-1] > 4:
@@ -209,6 +215,10 @@ def encode_png(image: Any, bits: int = 8) -> bytes:
         arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
     peak = 255 if bits == 8 else 65535
     q = np.clip(np.rint(arr * peak), 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+    if bits == 16:
+        from .png16 import encode_png16
+
+        return encode_png16(q)
     if q.shape[2] == 1:
         q = q[:, :, 0]
     return iio.imwrite("<bytes>", q, extension=".png")

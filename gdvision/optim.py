@@ -46,7 +46,7 @@ class StepConfig:
     """Settings of one level's minimisation.
 
     Attributes:
-        method: ``"lm"``, ``"adam"`` or ``"sgd"``.
+        method: ``"lm"``, ``"adam"``, ``"sgd"`` or ``"lbfgs"``.
         lr: learning rate (first-order methods only).
         iters: iteration cap for the level.
         tol: early stop when the relative loss decrease of an iteration is below ``tol``
@@ -85,7 +85,7 @@ class OptimResult:
     failed: torch.Tensor | None = None
 
 
-ResidualFn = Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
+ResidualFn = Callable[[torch.Tensor, torch.Tensor | None], tuple[torch.Tensor, torch.Tensor, torch.Tensor]]
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
@@ -99,7 +99,7 @@ class CoarseToFineProblem(Protocol):
         ...
 
     def residuals(self, level: int) -> ResidualFn:
-        """For ``lm``: a function ``p (B,P) -> (r (B,N), J (B,N,P), w (B,N))`` at ``level``."""
+        """For ``lm``: a function ``(p (b,P), index) -> (r (b,N), J (b,N,P), w (b,N))`` at ``level``."""
         ...
 
     def loss(self, level: int) -> LossFn:
@@ -108,9 +108,10 @@ class CoarseToFineProblem(Protocol):
 
 
 def _weighted_cost(r: torch.Tensor, w: torch.Tensor, min_weight: float) -> torch.Tensor:
-    wsum = w.sum(1)
-    cost = (w * r * r).sum(1) / wsum.clamp_min(1e-12)
-    bad = (wsum < min_weight) | ~torch.isfinite(cost)
+    """Mean of ``w r^2`` over the residuals with ``w > 0`` (inf when fewer than ``min_weight`` of them)."""
+    count = (w > 0).to(r.dtype).sum(1)
+    cost = (w * r * r).sum(1) / count.clamp_min(1.0)
+    bad = (count < min_weight) | ~torch.isfinite(cost)
     return torch.where(bad, torch.full_like(cost, float("inf")), cost)
 
 
@@ -123,13 +124,20 @@ def minimize_lm(
     num_levels: int = 1,
     min_weight: float = 16.0,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Batched Levenberg-Marquardt: minimise the weighted mean of squared residuals for each item.
+    """Batched Levenberg-Marquardt: minimise the mean of ``w r^2`` over the residuals with ``w > 0``, per item.
+
+    Robust losses fit this form by iteratively reweighted least squares: a residual function that returns
+    ``w = rho'(r) / r`` makes ``w r^2`` approximate ``rho(r)`` and the step a Gauss-Newton step on ``rho``.
+    Items stop independently (relative cost decrease below ``tol`` on an accepted step, an update below
+    ``xtol``, or a damping factor past 1e8), and only the items still running are evaluated.
 
     Args:
-        fn: ``p (B, P) -> (r (B, N), J (B, N, P), w (B, N))``; ``w`` are non-negative weights (0 = ignore).
+        fn: ``fn(p, index) -> (r (b, N), J (b, N, P), w (b, N))`` for the items ``index`` (a LongTensor of
+            b item indices, or None for all B items) at parameters ``p`` (b, P); ``w`` are non-negative
+            weights (0 = ignore the residual).
         params: starting parameters (B, P).
         config: iteration cap ``iters``, relative cost tolerance ``tol``, step tolerance ``xtol``.
-        min_weight: an evaluation whose total weight is below this is treated as invalid (infinite cost).
+        min_weight: an evaluation with fewer than this many positive weights is invalid (infinite cost).
 
     Returns:
         ``(params, cost, iterations)``: final parameters (B, P), final cost (B,) (inf for items that never
@@ -137,43 +145,52 @@ def minimize_lm(
     """
     p = params.detach().clone()
     b, n_p = p.shape
-    r, J, w = fn(p)
+    r, J, w = fn(p, None)
     cost = _weighted_cost(r, w, min_weight)
     lam = torch.full((b,), 1e-4, dtype=p.dtype, device=p.device)
     active = torch.isfinite(cost)
-    eye = torch.eye(n_p, dtype=p.dtype, device=p.device)
+    eye = torch.eye(n_p, dtype=torch.float64, device=p.device)
+    # normal equations of the current point of every item
+    A = torch.zeros(b, n_p, n_p, dtype=torch.float64, device=p.device)
+    g = torch.zeros(b, n_p, dtype=torch.float64, device=p.device)
+
+    def normal_equations(r: torch.Tensor, J: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        wJ = J * w.unsqueeze(-1)
+        return (wJ.transpose(1, 2) @ J).to(torch.float64), (wJ * r.unsqueeze(-1)).sum(1).to(torch.float64)
+
+    A[:], g[:] = normal_equations(r, J, w)
+    del r, J, w
     it = 0
     for it in range(1, config.iters + 1):  # noqa: B007 - `it` is reported after the loop
-        if not bool(active.any()):
+        idx = active.nonzero().flatten()
+        if idx.numel() == 0:
             it -= 1
             break
-        wJ = J * w.unsqueeze(-1)
-        A = wJ.transpose(1, 2) @ J  # (B,P,P)
-        g = (wJ * r.unsqueeze(-1)).sum(1)  # (B,P)
-        diag = torch.diagonal(A, dim1=1, dim2=2).clamp_min(1e-12)
-        M = A + lam.view(-1, 1, 1) * torch.diag_embed(diag) + 1e-12 * eye
-        delta = -torch.linalg.solve(M.to(torch.float64), g.to(torch.float64).unsqueeze(-1))[..., 0].to(p.dtype)
-        delta = torch.where(active.unsqueeze(1) & torch.isfinite(delta), delta, torch.zeros_like(delta))
-        p_new = p + delta
-        r2, J2, w2 = fn(p_new)
+        Ai, gi, lami = A[idx], g[idx], lam[idx]
+        diag = torch.diagonal(Ai, dim1=1, dim2=2).clamp_min(1e-12)
+        M = Ai + lami.view(-1, 1, 1).to(torch.float64) * torch.diag_embed(diag) + 1e-12 * eye
+        delta = -torch.linalg.solve(M, gi.unsqueeze(-1))[..., 0]
+        delta = torch.where(torch.isfinite(delta), delta, torch.zeros_like(delta)).to(p.dtype)
+        p_new = p[idx] + delta
+        r2, J2, w2 = fn(p_new, idx)
         cost2 = _weighted_cost(r2, w2, min_weight)
-        accept = active & (cost2 <= cost)
-        rel = (cost - cost2) / cost.clamp_min(1e-30)
+        old = cost[idx]
+        accept = cost2 <= old
+        rel = (old - cost2) / old.clamp_min(1e-30)
         small = delta.abs().amax(1) < config.xtol
-        a1 = accept.unsqueeze(1)
-        p = torch.where(a1, p_new, p)
-        r = torch.where(a1, r2, r)
-        J = torch.where(a1.unsqueeze(2), J2, J)
-        w = torch.where(a1, w2, w)
-        cost = torch.where(accept, cost2, cost)
-        lam = torch.where(accept, (lam * 0.25).clamp_min(1e-9), lam * 8.0)
-        done = (accept & (rel < config.tol)) | small | (lam > 1e8)
-        active = active & ~done
+        A2, g2 = normal_equations(r2, J2, w2)
+        acc = idx[accept]
+        p[acc] = p_new[accept]
+        cost[acc] = cost2[accept]
+        A[acc] = A2[accept]
+        g[acc] = g2[accept]
+        lam[idx] = torch.where(accept, (lami * 0.25).clamp_min(1e-9), lami * 8.0)
+        done = (accept & (rel < config.tol)) | small | (lam[idx] > 1e8)
+        active[idx[done]] = False
         if progress is not None:
             finite = cost[torch.isfinite(cost)]
-            progress(
-                Progress(level, num_levels, it, config.iters, float(finite.mean()) if finite.numel() else float("nan"))
-            )
+            mean = float(finite.mean()) if finite.numel() else float("nan")
+            progress(Progress(level, num_levels, it, config.iters, mean))
     return p, cost, it
 
 
@@ -185,7 +202,10 @@ def minimize_first_order(
     level: int = 0,
     num_levels: int = 1,
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Adam or SGD on ``fn(p) -> loss (B,)`` (the sum over items is minimised; items stay independent).
+    """Adam, SGD or L-BFGS on ``fn(p) -> loss (B,)`` (the sum over items is minimised; items stay independent).
+
+    L-BFGS (``method="lbfgs"``, strong-Wolfe line search) suits small parameter vectors with a smooth,
+    deterministic loss (e.g. a homography under mutual information); ``lr`` is then its initial step scale.
 
     Stops after ``config.iters`` iterations or when the relative change of the summed loss stays below
     ``config.tol`` for ``config.patience`` iterations. Raises SolverError on a non-finite loss or divergence.
@@ -193,6 +213,8 @@ def minimize_first_order(
     Returns ``(params, loss (B,), iterations)``; ``params`` is detached.
     """
     p = params.detach().clone().requires_grad_(True)
+    if config.method == "lbfgs":
+        return _minimize_lbfgs(fn, p, config, progress, level, num_levels)
     if config.method == "adam":
         opt: torch.optim.Optimizer = torch.optim.Adam([p], lr=config.lr)
     elif config.method == "sgd":
@@ -227,6 +249,42 @@ def minimize_first_order(
             calm = 0
         prev = value
     return p.detach(), loss.detach(), it
+
+
+def _minimize_lbfgs(
+    fn: LossFn, p: torch.Tensor, config: StepConfig, progress: ProgressFn | None, level: int, num_levels: int
+) -> tuple[torch.Tensor, torch.Tensor, int]:
+    opt = torch.optim.LBFGS(
+        [p],
+        lr=1.0,
+        max_iter=config.iters,
+        max_eval=config.iters * 2,
+        tolerance_grad=1e-12,
+        tolerance_change=config.tol,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+    evals = 0
+    last = torch.zeros(p.shape[0])
+
+    def closure() -> torch.Tensor:
+        nonlocal evals, last
+        opt.zero_grad(set_to_none=True)
+        loss = fn(p)
+        total = loss.sum()
+        if not torch.isfinite(total):
+            raise SolverError(f"optimisation produced a non-finite loss at level {level}")
+        total.backward()
+        evals += 1
+        last = loss.detach()
+        if progress is not None:
+            progress(Progress(level, num_levels, evals, config.iters * 2, float(total.detach()) / max(p.shape[0], 1)))
+        return total
+
+    opt.step(closure)
+    with torch.no_grad():
+        last = fn(p).detach()
+    return p.detach(), last, evals
 
 
 def coarse_to_fine(

@@ -1,0 +1,120 @@
+"""A small PNG codec for what Pillow (behind imageio) mishandles: 16-bit colour images.
+
+Pillow decodes 16-bit RGB/RGBA PNGs to 8 bits and cannot encode them, so gdvision reads and writes those
+itself. Only non-interlaced, non-palette PNGs are handled here; everything else goes through imageio.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+
+_SIG = b"\x89PNG\r\n\x1a\n"
+_CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}
+
+
+def png_header(data: bytes) -> tuple[int, int, int, int, int] | None:
+    """``(width, height, bit_depth, color_type, interlace)`` from PNG bytes, or None if not a PNG."""
+    if len(data) < 33 or data[:8] != _SIG or data[12:16] != b"IHDR":
+        return None
+    w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
+    return w, h, depth, ctype, interlace
+
+
+def needs_own_decoder(data: bytes) -> bool:
+    """True for 16-bit colour or gray+alpha PNGs (the cases Pillow truncates to 8 bits)."""
+    hdr = png_header(data)
+    return hdr is not None and hdr[2] == 16 and hdr[3] in (2, 4, 6) and hdr[4] == 0
+
+
+def _paeth_row(filt: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    out = np.zeros_like(filt, dtype=np.int32)
+    f = filt.astype(np.int32)
+    up = prev.astype(np.int32)
+    for i in range(0, f.size, bpp):
+        a = out[i - bpp : i] if i else np.zeros(bpp, np.int32)
+        b = up[i : i + bpp]
+        c = up[i - bpp : i] if i else np.zeros(bpp, np.int32)
+        p = a + b - c
+        pa, pb, pc = np.abs(p - a), np.abs(p - b), np.abs(p - c)
+        pred = np.where((pa <= pb) & (pa <= pc), a, np.where(pb <= pc, b, c))
+        out[i : i + bpp] = (f[i : i + bpp] + pred) & 0xFF
+    return out.astype(np.uint8)
+
+
+def _average_row(filt: np.ndarray, prev: np.ndarray, bpp: int) -> np.ndarray:
+    out = np.zeros_like(filt, dtype=np.int32)
+    f = filt.astype(np.int32)
+    up = prev.astype(np.int32)
+    for i in range(0, f.size, bpp):
+        a = out[i - bpp : i] if i else np.zeros(bpp, np.int32)
+        out[i : i + bpp] = (f[i : i + bpp] + (a + up[i : i + bpp]) // 2) & 0xFF
+    return out.astype(np.uint8)
+
+
+def decode_png16(data: bytes) -> np.ndarray:
+    """Decode a 16-bit non-interlaced PNG to a uint16 array (H, W, C). Raises ValueError on bad data."""
+    hdr = png_header(data)
+    if hdr is None:
+        raise ValueError("not a PNG file")
+    w, h, depth, ctype, interlace = hdr
+    if depth != 16 or ctype not in _CHANNELS or interlace:
+        raise ValueError("only 16-bit, non-interlaced, non-palette PNGs are handled here")
+    pos, idat = 8, []
+    while pos + 8 <= len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            idat.append(data[pos + 8 : pos + 8 + length])
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
+    c = _CHANNELS[ctype]
+    bpp = 2 * c
+    stride = w * bpp
+    if raw.size != h * (stride + 1):
+        raise ValueError("truncated PNG data")
+    rows = raw.reshape(h, stride + 1)
+    out = np.zeros((h, stride), dtype=np.uint8)
+    prev = np.zeros(stride, dtype=np.uint8)
+    for y in range(h):
+        ftype, filt = rows[y, 0], rows[y, 1:]
+        if ftype == 0:
+            cur = filt.copy()
+        elif ftype == 1:  # Sub: running sum over pixels, per byte position, modulo 256
+            cur = (np.cumsum(filt.reshape(w, bpp).astype(np.int64), axis=0) & 0xFF).astype(np.uint8).reshape(-1)
+        elif ftype == 2:  # Up
+            cur = ((filt.astype(np.int32) + prev) & 0xFF).astype(np.uint8)
+        elif ftype == 3:
+            cur = _average_row(filt, prev, bpp)
+        elif ftype == 4:
+            cur = _paeth_row(filt, prev, bpp)
+        else:
+            raise ValueError(f"bad PNG filter type {ftype}")
+        out[y] = cur
+        prev = cur
+    return out.view(">u2").reshape(h, w, c).astype(np.uint16)
+
+
+def _chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+
+def encode_png16(arr: np.ndarray, level: int = 6) -> bytes:
+    """Encode a uint16 array (H, W) or (H, W, C) with C in 1..4 as a 16-bit PNG (Up filter on every row)."""
+    a = np.asarray(arr)
+    if a.ndim == 2:
+        a = a[:, :, None]
+    h, w, c = a.shape
+    ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
+    rows = np.ascontiguousarray(a.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
+    up = rows.copy()
+    up[1:] = (rows[1:].astype(np.int16) - rows[:-1].astype(np.int16)).astype(np.uint8)
+    filtered = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
+    filtered[0, 0] = 0
+    filtered[0, 1:] = rows[0]
+    ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
+    return _SIG + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")

@@ -1,0 +1,241 @@
+"""Shared building blocks: image I/O, devices, warping, pyramids, losses, the optimisation loop."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import cv2
+import imageio.v3 as iio
+import numpy as np
+import pytest
+import torch
+
+from gdvision.coords import apply_homography, mean_corner_error, normalized_to_pixel, pixel_to_normalized
+from gdvision.device import resolve_device
+from gdvision.errors import InputError, SolverError, UsageError
+from gdvision.io import list_images, read_homography, read_image, write_json, write_npy, write_png
+from gdvision.losses import (
+    charbonnier_loss,
+    edge_aware_smoothness,
+    gradient_loss,
+    mutual_information,
+    ncc,
+    ssim_loss,
+    ssim_map,
+    total_variation,
+)
+from gdvision.optim import StepConfig, minimize_first_order, minimize_lm
+from gdvision.pyramid import gaussian_pyramid, num_levels, pyr_down
+from gdvision.warp import sample_points, warp_perspective
+
+# ----------------------------------------------------------------------------------------------- I/O
+
+
+def test_read_formats(tmp_path: Path, rng: np.random.Generator) -> None:
+    rgb = rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)
+    iio.imwrite(tmp_path / "rgb.png", rgb)
+    img = read_image(tmp_path / "rgb.png")
+    assert img.tensor().shape == (1, 3, 20, 30)
+    assert np.allclose(img.array, rgb / 255.0, atol=1e-6)
+    assert img.mask is None and img.bit_depth == 8
+
+    g16 = rng.integers(0, 65536, (10, 12), dtype=np.uint16)
+    iio.imwrite(tmp_path / "g16.png", g16)
+    img = read_image(tmp_path / "g16.png")
+    assert img.bit_depth == 16 and img.channels == 1
+    assert np.allclose(img.array[..., 0], g16 / 65535.0, atol=1e-6)
+
+    rgba = np.concatenate([rgb, np.zeros((20, 30, 1), np.uint8)], axis=2)
+    rgba[5:, :, 3] = 255
+    iio.imwrite(tmp_path / "rgba.png", rgba)
+    img = read_image(tmp_path / "rgba.png")
+    assert img.channels == 3 and img.mask is not None
+    assert img.mask[:5].sum() == 0 and img.mask[5:].min() == 1
+
+    cv2.imwrite(str(tmp_path / "g.pgm"), rgb[..., 0])
+    assert read_image(tmp_path / "g.pgm").channels == 1
+
+    stack = rng.random((7, 16, 18)).astype(np.float32)
+    iio.imwrite(tmp_path / "ms.tif", (stack * 65535).astype(np.uint16))
+    ms = read_image(tmp_path / "ms.tif")
+    assert ms.channels == 7 and ms.height == 16 and ms.width == 18
+
+    np.save(tmp_path / "arr.npy", stack.transpose(1, 2, 0))
+    arr = read_image(tmp_path / "arr.npy")
+    assert arr.channels == 7 and np.allclose(arr.array, stack.transpose(1, 2, 0))
+
+
+def test_read_errors(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="not found"):
+        read_image(tmp_path / "nope.png")
+    (tmp_path / "bad.png").write_bytes(b"\x89PNG\r\n\x1a\nthis is not a png")
+    with pytest.raises(InputError, match="cannot read image"):
+        read_image(tmp_path / "bad.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(InputError, match="empty"):
+        read_image(tmp_path / "empty.png")
+    np.save(tmp_path / "nan.npy", np.full((4, 4), np.nan, np.float32))
+    with pytest.raises(InputError, match="NaN"):
+        read_image(tmp_path / "nan.npy")
+
+
+def test_atomic_writes(tmp_path: Path) -> None:
+    img = torch.rand(1, 3, 8, 9)
+    write_png(tmp_path / "o8.png", img)
+    write_png(tmp_path / "o16.png", img, bits=16)
+    back = read_image(tmp_path / "o16.png")
+    assert back.bit_depth == 16
+    assert np.allclose(back.array.transpose(2, 0, 1), img[0].numpy(), atol=1 / 65535)
+    write_npy(tmp_path / "o.npy", img)
+    write_json(tmp_path / "o.json", {"x": float("nan"), "y": np.float32(2.0)})
+    assert json.loads((tmp_path / "o.json").read_text()) == {"x": None, "y": 2.0}
+    assert sorted(os.listdir(tmp_path)) == ["o.json", "o.npy", "o16.png", "o8.png"]  # no temp files left
+
+
+def test_read_homography(tmp_path: Path) -> None:
+    (tmp_path / "h.json").write_text(json.dumps({"H": [[2, 0, 1], [0, 2, 3], [0, 0, 2]]}))
+    assert np.allclose(read_homography(tmp_path / "h.json"), [[1, 0, 0.5], [0, 1, 1.5], [0, 0, 1]])
+    (tmp_path / "s.json").write_text(json.dumps({"H": [[1, 2, 3], [2, 4, 6], [0, 0, 1]]}))
+    with pytest.raises(InputError, match="singular"):
+        read_homography(tmp_path / "s.json")
+    (tmp_path / "b.json").write_text(json.dumps({"H": [[1, 2], [3, 4]]}))
+    with pytest.raises(InputError, match="3x3"):
+        read_homography(tmp_path / "b.json")
+
+
+def test_list_images(tmp_path: Path) -> None:
+    for name in ("b.png", "a.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"x")
+    assert [p.name for p in list_images([str(tmp_path)])] == ["a.jpg", "b.png"]
+    assert [p.name for p in list_images([str(tmp_path / "*.png")])] == ["b.png"]
+
+
+def test_devices() -> None:
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(UsageError, match="unknown device"):
+        resolve_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="not available"):
+            resolve_device("cuda:0")
+
+
+# -------------------------------------------------------------------------------------- geometry
+
+
+def random_homography(rng: np.random.Generator, w: int, h: int, amount: float = 0.15) -> np.ndarray:
+    src = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    dst = src + rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32([w, h])
+    return cv2.getPerspectiveTransform(src, dst).astype(np.float64)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_warp_matches_opencv(seed: int, natural_gray: np.ndarray) -> None:
+    rng = np.random.default_rng(seed)
+    img = np.ascontiguousarray(natural_gray[100:220, 150:310])
+    H = random_homography(rng, 160, 120)
+    ref = cv2.warpPerspective(img, H, (150, 110), flags=cv2.INTER_LINEAR)
+    out, mask = warp_perspective(torch.from_numpy(img)[None, None], torch.from_numpy(H), (150, 110))
+    inside = mask[0, 0].numpy() > 0
+    assert inside.mean() > 0.3
+    assert np.abs(out[0, 0].numpy() - ref)[inside].max() < 1e-3
+    # inverse_map: dst(x) = src(H x)
+    ref_inv = cv2.warpPerspective(img, H, (150, 110), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
+    out_inv, mask_inv = warp_perspective(torch.from_numpy(img)[None, None], torch.from_numpy(H), (150, 110), True)
+    inside = mask_inv[0, 0].numpy() > 0
+    assert np.abs(out_inv[0, 0].numpy() - ref_inv)[inside].max() < 1e-3
+
+
+def test_coordinates_roundtrip() -> None:
+    pts = torch.tensor([[0.0, 0.0], [63.0, 47.0], [10.5, 3.25]])
+    uv = pixel_to_normalized(pts, 48, 64)
+    assert torch.allclose(uv[0], torch.tensor([-1.0, -1.0])) and torch.allclose(uv[1], torch.tensor([1.0, 1.0]))
+    assert torch.allclose(normalized_to_pixel(uv, 48, 64), pts)
+    H = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    assert torch.allclose(apply_homography(H, pts.double()), pts.double() + torch.tensor([2.0, -1.0], dtype=torch.float64))
+    assert float(mean_corner_error(H, torch.eye(3, dtype=torch.float64), 48, 64)) == pytest.approx(5**0.5)
+
+
+def test_sample_points_exact_at_pixels() -> None:
+    img = torch.rand(2, 3, 9, 11)
+    pts = torch.tensor([[[0.0, 0.0], [10.0, 8.0], [4.0, 5.0]]]).expand(2, -1, -1)
+    s = sample_points(img, pts)
+    assert torch.allclose(s[:, :, 2], img[:, :, 5, 4])
+    assert torch.allclose(s[:, :, 1], img[:, :, 8, 10])
+
+
+def test_pyramid(natural_gray: np.ndarray) -> None:
+    img = np.ascontiguousarray(natural_gray[:101, :77])
+    ours = pyr_down(torch.from_numpy(img)[None, None])[0, 0].numpy()
+    assert ours.shape == (51, 39)
+    assert np.abs(ours - cv2.pyrDown(img)).max() < 1e-5
+    assert num_levels(480, 640, 24) == 5
+    shapes = [p.shape[-2:] for p in gaussian_pyramid(torch.rand(1, 1, 480, 640), min_size=24)]
+    assert shapes[-1] == (30, 40) and len(shapes) == 5
+
+
+def test_gradients_are_correct() -> None:
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 9, 10, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(pyr_down, (x,))
+    H = torch.tensor([[1.02, 0.03, 0.4], [-0.02, 0.98, -0.3], [1e-3, 2e-3, 1.0]], dtype=torch.float64)
+    Hp = H.clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda img, h: warp_perspective(img, h, (8, 7), inverse_map=True)[0], (x, Hp))
+    y = torch.rand(1, 1, 9, 10, dtype=torch.float64)
+    m = torch.ones(1, 1, 9, 10, dtype=torch.float64)
+    for fn in (
+        lambda a: ssim_loss(a, y, m, window=5),
+        lambda a: ncc(a, y, m),
+        lambda a: charbonnier_loss(a, y, m),
+        lambda a: gradient_loss(a, y + 0.01 * a.detach() * 0 + 0.0, m),
+        lambda a: mutual_information(a, y, m, bins=8),
+        lambda a: edge_aware_smoothness(a + 1.0, y),
+        lambda a: total_variation(a * 0.5 + y),
+    ):
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-4)
+
+
+def test_loss_values_on_known_cases() -> None:
+    a = torch.rand(2, 1, 32, 32)
+    assert torch.allclose(ssim_map(a, a), torch.ones_like(a), atol=1e-4)
+    assert torch.allclose(ncc(a, 0.5 * a + 0.2), torch.ones(2), atol=1e-5)
+    assert torch.allclose(ncc(a, 1.0 - a), -torch.ones(2), atol=1e-5)
+    assert torch.allclose(gradient_loss(a, a + 0.3), torch.zeros(2), atol=1e-6)
+    # MI of an image with a monotone remap of itself beats MI with unrelated noise
+    assert (mutual_information(a, a**2) > 3 * mutual_information(a, torch.rand(2, 1, 32, 32))).all()
+    flat = torch.ones(1, 1, 8, 8)
+    assert float(edge_aware_smoothness(flat, torch.rand(1, 3, 8, 8))) == 0.0
+
+
+# ------------------------------------------------------------------------------------ optimisation
+
+
+def test_lm_fits_exponential_batch() -> None:
+    t = torch.linspace(0, 1, 50, dtype=torch.float64)
+    truth = torch.tensor([[2.0, -1.5], [0.5, 0.8]], dtype=torch.float64)
+
+    def fn(p: torch.Tensor, index: torch.Tensor | None):
+        tr = truth if index is None else truth[index]
+        y = tr[:, :1] * torch.exp(tr[:, 1:] * t)
+        model = p[:, :1] * torch.exp(p[:, 1:] * t)
+        r = model - y
+        J = torch.stack([torch.exp(p[:, 1:] * t), p[:, :1] * t * torch.exp(p[:, 1:] * t)], dim=-1)
+        return r, J, torch.ones_like(r)
+
+    p, cost, _ = minimize_lm(fn, torch.ones(2, 2, dtype=torch.float64), StepConfig(iters=100, tol=0, xtol=1e-12))
+    assert torch.allclose(p, truth, atol=1e-6)
+    assert (cost < 1e-12).all()
+
+
+def test_first_order_converges_and_detects_nan() -> None:
+    target = torch.tensor([[3.0, -2.0]])
+    p, loss, _ = minimize_first_order(
+        lambda q: ((q - target) ** 2).sum(1), torch.zeros(1, 2), StepConfig(method="adam", lr=0.1, iters=500)
+    )
+    assert torch.allclose(p, target, atol=1e-2)
+    with pytest.raises(SolverError, match="non-finite"):
+        minimize_first_order(lambda q: (q * float("nan")).sum(1), torch.zeros(1, 2), StepConfig(method="adam"))
+    with pytest.raises(SolverError, match="diverged"):
+        minimize_first_order(lambda q: -((q - 0.1) ** 4).sum(1) - 1, torch.ones(1, 2), StepConfig(method="sgd", lr=1.0))
