@@ -204,8 +204,8 @@ def minimize_first_order(
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Adam, SGD or L-BFGS on ``fn(p) -> loss (B,)`` (the sum over items is minimised; items stay independent).
 
-    L-BFGS (``method="lbfgs"``, strong-Wolfe line search) suits small parameter vectors with a smooth,
-    deterministic loss (e.g. a homography under mutual information); ``lr`` is then its initial step scale.
+    L-BFGS (``method="lbfgs"``) suits small parameter vectors with a smooth, deterministic loss (e.g. a
+    homography under mutual information); ``lr`` is unused there.
 
     Stops after ``config.iters`` iterations or when the relative change of the summed loss stays below
     ``config.tol`` for ``config.patience`` iterations. Raises SolverError on a non-finite loss or divergence.
@@ -215,19 +215,16 @@ def minimize_first_order(
     p = params.detach().clone().requires_grad_(True)
     if config.method == "lbfgs":
         return _minimize_lbfgs(fn, p, config, progress, level, num_levels)
-    if config.method == "adam":
-        opt: torch.optim.Optimizer = torch.optim.Adam([p], lr=config.lr)
-    elif config.method == "sgd":
-        opt = torch.optim.SGD([p], lr=config.lr, momentum=config.momentum)
-    else:
+    if config.method not in ("adam", "sgd"):
         raise ValueError(f"unknown first-order method '{config.method}'")
+    step = _AdamStep(p, config.lr) if config.method == "adam" else _SgdStep(p, config.lr, config.momentum)
     first: float | None = None
     prev: float | None = None
     calm = 0
     loss = torch.zeros(p.shape[0])
     it = 0
     for it in range(1, config.iters + 1):  # noqa: B007
-        opt.zero_grad(set_to_none=True)
+        p.grad = None
         loss = fn(p)
         total = loss.sum()
         value = float(total.detach())
@@ -238,7 +235,7 @@ def minimize_first_order(
         elif abs(value) > config.divergence_factor * max(abs(first), 1e-12):
             raise SolverError(f"optimisation diverged at level {level} (loss {value:.3g} from {first:.3g})")
         total.backward()
-        opt.step()
+        step()
         if progress is not None:
             progress(Progress(level, num_levels, it, config.iters, value / max(p.shape[0], 1)))
         if prev is not None and abs(prev - value) <= config.tol * max(abs(prev), 1e-12):
@@ -251,40 +248,119 @@ def minimize_first_order(
     return p.detach(), loss.detach(), it
 
 
+class _AdamStep:
+    """Adam (Kingma & Ba) updating ``p`` in place from ``p.grad``.
+
+    Written here rather than taken from ``torch.optim``, whose first use imports TorchDynamo (seconds of
+    start-up that a command-line run would pay every time).
+    """
+
+    def __init__(self, p: torch.Tensor, lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
+        self.p, self.lr, self.b1, self.b2, self.eps = p, lr, betas[0], betas[1], eps
+        self.m = torch.zeros_like(p)
+        self.v = torch.zeros_like(p)
+        self.t = 0
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        g = self.p.grad
+        if g is None:
+            return
+        self.t += 1
+        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
+        m_hat = self.m / (1 - self.b1**self.t)
+        v_hat = self.v / (1 - self.b2**self.t)
+        self.p.sub_(self.lr * m_hat / (v_hat.sqrt() + self.eps))
+
+
+class _SgdStep:
+    """SGD with (heavy-ball) momentum updating ``p`` in place from ``p.grad``."""
+
+    def __init__(self, p: torch.Tensor, lr: float, momentum: float) -> None:
+        self.p, self.lr, self.momentum = p, lr, momentum
+        self.buf = torch.zeros_like(p)
+
+    @torch.no_grad()
+    def __call__(self) -> None:
+        if self.p.grad is None:
+            return
+        self.buf.mul_(self.momentum).add_(self.p.grad)
+        self.p.sub_(self.lr * self.buf)
+
+
 def _minimize_lbfgs(
     fn: LossFn, p: torch.Tensor, config: StepConfig, progress: ProgressFn | None, level: int, num_levels: int
 ) -> tuple[torch.Tensor, torch.Tensor, int]:
-    opt = torch.optim.LBFGS(
-        [p],
-        lr=1.0,
-        max_iter=config.iters,
-        max_eval=config.iters * 2,
-        tolerance_grad=1e-12,
-        tolerance_change=config.tol,
-        history_size=20,
-        line_search_fn="strong_wolfe",
-    )
-    evals = 0
-    last = torch.zeros(p.shape[0])
+    """L-BFGS (two-loop recursion, 10 pairs of history, Armijo backtracking) on the summed loss.
 
-    def closure() -> torch.Tensor:
-        nonlocal evals, last
-        opt.zero_grad(set_to_none=True)
-        loss = fn(p)
+    Works in float64 on the flattened parameters; stops after ``config.iters`` iterations, when the
+    relative decrease of an iteration falls below ``config.tol``, or when no step along the search
+    direction lowers the loss.
+    """
+    shape = p.shape
+    x = p.detach().to(torch.float64).flatten()
+    evals = 0
+
+    def evaluate(v: torch.Tensor) -> tuple[float, torch.Tensor, torch.Tensor]:
+        nonlocal evals
+        q = v.to(p.dtype).view(shape).requires_grad_(True)
+        loss = fn(q)
         total = loss.sum()
         if not torch.isfinite(total):
             raise SolverError(f"optimisation produced a non-finite loss at level {level}")
-        total.backward()
+        (grad,) = torch.autograd.grad(total, q)
         evals += 1
-        last = loss.detach()
-        if progress is not None:
-            progress(Progress(level, num_levels, evals, config.iters * 2, float(total.detach()) / max(p.shape[0], 1)))
-        return total
+        return float(total.detach()), grad.detach().to(torch.float64).flatten(), loss.detach()
 
-    opt.step(closure)
-    with torch.no_grad():
-        last = fn(p).detach()
-    return p.detach(), last, evals
+    f, g, loss = evaluate(x)
+    hist_s: list[torch.Tensor] = []
+    hist_y: list[torch.Tensor] = []
+    it = 0
+    for it in range(1, config.iters + 1):  # noqa: B007
+        # two-loop recursion: d = -H g
+        d = -g.clone()
+        alphas = []
+        for s_k, y_k in zip(reversed(hist_s), reversed(hist_y), strict=True):
+            a_k = float(s_k @ d) / float(y_k @ s_k)
+            alphas.append(a_k)
+            d -= a_k * y_k
+        if hist_s:
+            d *= float(hist_s[-1] @ hist_y[-1]) / float(hist_y[-1] @ hist_y[-1])
+        for (s_k, y_k), a_k in zip(zip(hist_s, hist_y, strict=True), reversed(alphas), strict=True):
+            b_k = float(y_k @ d) / float(y_k @ s_k)
+            d += (a_k - b_k) * s_k
+        slope = float(g @ d)
+        if slope >= 0:  # not a descent direction: restart from steepest descent
+            hist_s.clear()
+            hist_y.clear()
+            d = -g
+            slope = float(g @ d)
+        step = 1.0 if hist_s else min(1.0, 1e-3 / max(float(g.abs().max()), 1e-30))
+        accepted = False
+        for _ in range(30):
+            x_new = x + step * d
+            f_new, g_new, loss_new = evaluate(x_new)
+            if f_new <= f + 1e-4 * step * slope:
+                accepted = True
+                break
+            step *= 0.5
+        if not accepted:
+            break
+        s_k, y_k = x_new - x, g_new - g
+        if float(s_k @ y_k) > 1e-12:
+            hist_s.append(s_k)
+            hist_y.append(y_k)
+            if len(hist_s) > 10:
+                hist_s.pop(0)
+                hist_y.pop(0)
+        rel = (f - f_new) / max(abs(f), 1e-12)
+        x, f, g, loss = x_new, f_new, g_new, loss_new
+        if progress is not None:
+            progress(Progress(level, num_levels, it, config.iters, f / max(shape[0], 1)))
+        if rel < config.tol:
+            break
+    return x.to(p.dtype).view(shape), loss, evals
 
 
 def coarse_to_fine(

@@ -16,7 +16,10 @@ a start; every level is then refined by the shared coarse-to-fine loop (:mod:`gd
   ``ncc`` fits a gain and an offset between A and warped B at every evaluation (variable projection), so
   it is invariant to exposure changes; ``l1`` is a robust Charbonnier loss (by IRLS) on raw intensities;
   ``grad`` compares Sobel gradient magnitudes with a fitted gain (insensitive to offsets and gains).
-- ``ssim`` and ``mi`` (mutual information, for different modalities) use Adam on the full-image loss.
+- ``ssim`` runs the ``ncc`` pipeline down to the second-finest level, then polishes with L-BFGS on the
+  full-image SSIM at the finest level. ``mi`` (normalized mutual information, for different modalities)
+  uses L-BFGS at every level on a regular grid of A's pixels, after a light blur that removes the
+  interpolation artefact of MI (a false optimum at whole-pixel shifts).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ LEAST_SQUARES = ("ncc", "l1", "grad")
 MIN_LEVEL_SIZE = 8
 STEP_PX_FINE = 0.01  # LM stops the finest level when an update moves A's corners by less (pixels)
 STEP_PX = 0.1  # the same for coarser levels, in pixels of that level
+FIRST_ORDER_ITERS = 20  # L-BFGS iterations per level (each may evaluate the loss twice)
 MI_BINS = 24
 MI_MAX_PIXELS = 8192
 _JACOBIAN_CACHE: dict[tuple[str, torch.dtype, torch.device], torch.Tensor] = {}
@@ -246,7 +250,7 @@ class _Registration:
         stack_all = self._b_stack(level)
         h, w = stack_all.shape[-2:]
         model = self.stage_model
-        loss = self.cfg.loss
+        loss = "ncc" if self.cfg.loss == "ssim" else self.cfg.loss  # ssim: NCC brings it close, see module doc
 
         def fn(q: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             q64 = q.to(torch.float64)
@@ -449,23 +453,22 @@ def register_batch(
     if cfg.loss != "mi":
         # Global start at the coarsest level with the least-squares machinery (for ssim too: NCC is the
         # least-squares loss closest to it); mutual information starts where it is (other modality).
-        saved_loss = cfg.loss
-        prob.cfg = RegisterConfig(**{**cfg.__dict__, "loss": "ncc" if cfg.loss == "ssim" else cfg.loss})
         if init is None and cfg.coarse_search:
             _coarse_translation(prob, coarse)
-        ladder = LADDER[cfg.model] if cfg.loss == "ssim" else LADDER[cfg.model][:-1]
+        ladder = LADDER[cfg.model][:-1]
         for stage in ladder:
             prob.stage_model = stage
             q0 = torch.zeros(bsz, check_model(stage), dtype=torch.float64, device=dev)
             q, _, it = minimize_lm(prob.residuals(coarse), q0, lm, progress, coarse, prob.num_levels)
             prob.commit(q)
             iterations += it
-        prob.cfg = RegisterConfig(**{**cfg.__dict__, "loss": saved_loss})
         prob.stage_model = cfg.model
     if cfg.loss in LEAST_SQUARES:
         configs: StepConfig | list[StepConfig] = lm_levels
     else:
-        configs = StepConfig(method="lbfgs", iters=cfg.iters, tol=1e-9)
+        lbfgs = StepConfig(method="lbfgs", iters=min(cfg.iters, FIRST_ORDER_ITERS), tol=1e-7)
+        # ssim: LM on NCC down to level 1, then L-BFGS on SSIM at the finest level; mi: L-BFGS everywhere.
+        configs = [lbfgs] + (lm_levels[1:] if cfg.loss == "ssim" else [lbfgs] * (prob.num_levels - 1))
     q0 = torch.zeros(bsz, check_model(cfg.model), dtype=torch.float64, device=dev)
     out = coarse_to_fine(prob, q0, configs, progress)
     prob.commit(out.params)
