@@ -30,10 +30,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 
 from .coords import mean_corner_error
 from .errors import InputError, SolverError, UsageError
 from .filters import central_gradient, gaussian_blur, sobel
+from .geometry import homography_folds
 from .io import LoadedImage, to_gray
 from .losses import mutual_information, ssim_loss
 from .motion import LADDER, check_model, model_matrix, model_matrix_jacobian, motion_to_pixel, normalizer
@@ -41,13 +43,14 @@ from .optim import ProgressFn, StepConfig, coarse_to_fine, minimize_lm
 from .overlay import checkerboard
 from .pairs import PairOutcome
 from .pyramid import downsample_mask, gaussian_pyramid, num_levels
-from .warp import inside_mask, sample_points, warp_perspective
+from .warp import inside_mask, sample_points, sample_stacked_points, stack_rows, warp_perspective
 
 LOSSES = ("ncc", "l1", "grad", "ssim", "mi")
 LEAST_SQUARES = ("ncc", "l1", "grad")
 MIN_LEVEL_SIZE = 8
 STEP_PX_FINE = 0.01  # LM stops the finest level when an update moves A's corners by less (pixels)
 STEP_PX = 0.1  # the same for coarser levels, in pixels of that level
+COARSE_PIXEL_DIVISOR = 4  # levels above the finest use max_pixels / this many pixels
 FIRST_ORDER_ITERS = 20  # L-BFGS iterations per level (each may evaluate the loss twice)
 MI_BINS = 24
 MI_MAX_PIXELS = 8192
@@ -186,39 +189,53 @@ class _Registration:
         return S @ self.Ti, self.T @ Si
 
     def _b_stack(self, level: int) -> torch.Tensor:
-        """B at ``level`` with its x/y derivatives and validity mask: (B, 4, h, w)."""
+        """B at ``level`` with its x/y derivatives (and validity mask if any), rows stacked: (1, 3|4, B*h, w)."""
         if level not in self._stack_cache:
             bl = self.pyr_b[level]
             gx, gy = central_gradient(bl)
-            mask = torch.ones_like(bl) if self.mask_b is None else self.mask_b[level]
-            self._stack_cache[level] = torch.cat([bl, gx, gy, mask], dim=1)
+            parts = [bl, gx, gy] if self.mask_b is None else [bl, gx, gy, self.mask_b[level]]
+            self._stack_cache[level] = stack_rows(torch.cat(parts, dim=1))
         return self._stack_cache[level]
 
     def _pixels(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Selected pixels of A at ``level``: homogeneous coords (B,N,3), values (B,N), weights (B,N)."""
+        """Selected pixels of A at ``level``: homogeneous coords (B,N,3), values (B,N), weights (B,N).
+
+        The image is cut into square blocks, as many as the pixel budget allows, and each block contributes
+        its pixel with the strongest gradient: informative pixels, spread over the whole image. Blocks with
+        no valid pixel get weight 0. The finest level sets the accuracy and gets ``max_pixels``; coarser
+        levels only need to land in its basin and get a quarter of that.
+        """
         if level in self._pixel_cache:
             return self._pixel_cache[level]
         al = self.pyr_a[level]
         bsz, _, h, w = al.shape
-        gx, gy = central_gradient(al)
-        score = (gx * gx + gy * gy)[:, 0]
-        valid = torch.ones_like(score, dtype=torch.bool)
+        budget = self.cfg.max_pixels if level == 0 else self.cfg.max_pixels // COARSE_PIXEL_DIVISOR
+        block = max(1, math.ceil(math.sqrt(h * w / budget)))
+        valid = torch.ones(bsz, 1, h, w, dtype=torch.bool, device=al.device)
         if self.mask_a is not None:
-            valid = self.mask_a[level][:, 0] > 0.5
-        border = torch.zeros_like(valid)
-        border[:, 1:-1, 1:-1] = True
-        valid = valid & border
-        score = torch.where(valid, score + 1e-12, torch.full_like(score, -1.0)).reshape(bsz, -1)
-        n = min(self.cfg.max_pixels, h * w)
-        if n < h * w:
-            idx = torch.topk(score, n, dim=1, sorted=False).indices.sort(dim=1).values  # memory order
-        else:
+            valid = self.mask_a[level] > 0.5
+        valid[..., :1, :] = False
+        valid[..., -1:, :] = False
+        valid[..., :, :1] = False
+        valid[..., :, -1:] = False
+        if block == 1:
+            score = valid.to(al.dtype) - 0.5
             idx = torch.arange(h * w, device=al.device).expand(bsz, -1)
+            best = score.reshape(bsz, -1)
+        else:
+            gx = al[..., :, 2:] - al[..., :, :-2]
+            gy = al[..., 2:, :] - al[..., :-2, :]
+            score = torch.zeros_like(al)
+            score[..., :, 1:-1] += gx.abs()
+            score[..., 1:-1, :] += gy.abs()
+            score = torch.where(valid, score, torch.full_like(score, -1.0))
+            best, idx = F.max_pool2d(score, block, stride=block, ceil_mode=True, return_indices=True)
+            best, idx = best.reshape(bsz, -1), idx.reshape(bsz, -1)
         xs = (idx % w).to(al.dtype)
         ys = torch.div(idx, w, rounding_mode="floor").to(al.dtype)
         coords = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
         values = torch.gather(al.reshape(bsz, -1), 1, idx)
-        weights = (torch.gather(score, 1, idx) >= 0).to(al.dtype)
+        weights = (best >= 0).to(al.dtype)
         self._pixel_cache[level] = (coords, values, weights)
         return self._pixel_cache[level]
 
@@ -241,23 +258,32 @@ class _Registration:
             _JACOBIAN_CACHE[key] = model_matrix_jacobian(torch.zeros_like(q[:1]), self.stage_model)
         return _JACOBIAN_CACHE[key].expand(q.shape[0], -1, -1, -1)
 
-    def residuals(self, level: int):
+    def residuals(self, level: int, bases: torch.Tensor | None = None):
+        """LM residuals at ``level`` (see :func:`gdvision.optim.minimize_lm`).
+
+        ``bases`` (K*B, 3, 3) optionally replaces the current base motion by K candidate starts per item
+        (item ``i`` of the result is pair ``i % B``), so several starts run as one batch.
+        """
         L, R = self._level_matrices(level)
         coords, a_all, w_all = self._pixels(level)
+        stack = self._b_stack(level)
+        h, w = self.pyr_b[level].shape[-2:]
+        base = self.base if bases is None else bases
+        pair_of = torch.arange(base.shape[0], device=base.device) % coords.shape[0]  # item -> pair
+        if base.shape[0] != coords.shape[0]:
+            coords, a_all, w_all = coords[pair_of], a_all[pair_of], w_all[pair_of]
         dtype = a_all.dtype
-        # Points of A expressed in motion coordinates through the current base motion: fixed in the level.
-        y_all = coords @ (self.base @ R).transpose(1, 2).to(dtype)  # (B,N,3)
-        stack_all = self._b_stack(level)
-        h, w = stack_all.shape[-2:]
+        # Points of A expressed in motion coordinates through the base motion: fixed within the level.
+        y_all = coords @ (base @ R).transpose(1, 2).to(dtype)  # (B,N,3)
         model = self.stage_model
         loss = "ncc" if self.cfg.loss == "ssim" else self.cfg.loss  # ssim: NCC brings it close, see module doc
 
         def fn(q: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             q64 = q.to(torch.float64)
             if index is None:
-                y, a_val, a_w, stack = y_all, a_all, w_all, stack_all
+                y, a_val, a_w, items = y_all, a_all, w_all, pair_of
             else:
-                y, a_val, a_w, stack = y_all[index], a_all[index], w_all[index], stack_all[index]
+                y, a_val, a_w, items = y_all[index], a_all[index], w_all[index], pair_of[index]
             LM = (L @ model_matrix(q64, model)).to(dtype)  # (B,3,3)
             LdM = (L @ self._model_jacobian(q64)).to(dtype)  # (B,P,3,3)
             bsz, n_p = LdM.shape[:2]
@@ -265,9 +291,11 @@ class _Registration:
             zz = z[..., 2:3]
             zz = torch.where(zz.abs() < 1e-9, torch.full_like(zz, 1e-9), zz)
             pts = z[..., :2] / zz
-            samp = sample_points(stack, pts)  # (B,4,N)
-            s, sx, sy, mb = samp[:, 0], samp[:, 1], samp[:, 2], samp[:, 3]
-            valid = a_w * inside_mask(pts, h, w) * (mb > 0.999).to(dtype)
+            samp = sample_stacked_points(stack, h, pts, items)  # (B,3|4,N)
+            s, sx, sy = samp[:, 0], samp[:, 1], samp[:, 2]
+            valid = a_w * inside_mask(pts, h, w)
+            if samp.shape[1] == 4:
+                valid = valid * (samp[:, 3] > 0.999).to(dtype)
             # ds/dq_p = sum_kj gvec_k y_j (L dM_p)_kj with gvec = [sx, sy, -(sx u + sy v)] / z_z (chain rule
             # through the perspective division), evaluated as one (N, 9) x (9, P) product.
             gvec = torch.stack([sx, sy, -(sx * pts[..., 0] + sy * pts[..., 1])], dim=-1) / zz  # (B,N,3)
@@ -285,8 +313,10 @@ class _Registration:
             ca = a_val - ma.unsqueeze(1)
             var_s = (valid * cs * cs).sum(1) / n
             g = torch.where(var_s > 1e-10, (valid * cs * ca).sum(1) / n / var_s.clamp_min(1e-10), torch.ones_like(n))
-            r = ca - g.unsqueeze(1) * cs
-            return r, -g.view(-1, 1, 1) * ds, valid
+            g = torch.where(g.abs() < 1e-6, torch.full_like(g, 1e-6), g).unsqueeze(1)
+            # r = ca - g cs with dr/dq = -g ds, written as r' = cs - ca / g, J' = ds, w' = w g^2: the same
+            # cost and normal equations without scaling the (N, P) Jacobian.
+            return cs - ca / g, ds, valid * g * g
 
         return fn
 
@@ -370,20 +400,6 @@ def _phase_correlation(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.stack([dx, dy], dim=1)
 
 
-def _is_folded(H: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """(B,) True where H maps A's corners to a non-convex or orientation-flipped quadrilateral."""
-    from .coords import apply_homography, image_corners
-
-    c = image_corners(h, w, torch.float64, H.device).expand(H.shape[0], 4, 2)
-    # the homogeneous scale must keep its sign over the image, and corner turns must keep theirs
-    z = (H[:, 2:3, :2] @ c.transpose(1, 2)).squeeze(1) + H[:, 2:3, 2]
-    p = apply_homography(H, c)
-    e1 = p.roll(-1, dims=1) - p
-    e2 = p.roll(-2, dims=1) - p.roll(-1, dims=1)
-    cross = e1[..., 0] * e2[..., 1] - e1[..., 1] * e2[..., 0]
-    return (z <= 0).any(1) | (cross <= 0).any(1) | ~torch.isfinite(H).flatten(1).all(1)
-
-
 def register_batch(
     a: torch.Tensor,
     b: torch.Tensor,
@@ -453,9 +469,10 @@ def register_batch(
     if cfg.loss != "mi":
         # Global start at the coarsest level with the least-squares machinery (for ssim too: NCC is the
         # least-squares loss closest to it); mutual information starts where it is (other modality).
+        ladder = LADDER[cfg.model][:-1]
         if init is None and cfg.coarse_search:
             _coarse_translation(prob, coarse)
-        ladder = LADDER[cfg.model][:-1]
+            ladder = [m for m in ladder if m != "translation"]
         for stage in ladder:
             prob.stage_model = stage
             q0 = torch.zeros(bsz, check_model(stage), dtype=torch.float64, device=dev)
@@ -475,7 +492,7 @@ def register_batch(
     iterations += sum(lv.iterations for lv in out.levels)
     level_loss = [lv.loss for lv in out.levels]
     H = prob.pixel_homography()
-    failed = _is_folded(H, ha, wa)
+    failed = homography_folds(H, wa, ha) | ~torch.isfinite(H).flatten(1).all(1)
     if out.failed is not None:
         failed = failed | out.failed
     if a.device.type != "cpu":
@@ -484,7 +501,8 @@ def register_batch(
 
 
 def _coarse_translation(prob: _Registration, level: int) -> None:
-    """Pick the better of identity and a phase-correlation translation as the coarsest-level start."""
+    """Start from the better of the current motion and a phase-correlation translation, each refined by a
+    translation-only LM at the coarsest level (both starts run as one batch)."""
     a = prob.pyr_a[level]
     b = prob.pyr_b[level]
     bsz = a.shape[0]
@@ -494,19 +512,16 @@ def _coarse_translation(prob: _Registration, level: int) -> None:
     cand = torch.eye(3, dtype=torch.float64, device=a.device).repeat(bsz, 1, 1)
     cand[:, 0, 2] = shift[:, 0] / s
     cand[:, 1, 2] = shift[:, 1] / s
-    saved_base, saved_model = prob.base, prob.stage_model
+    bases = torch.cat([prob.base, cand @ prob.base])
+    saved_model = prob.stage_model
     prob.stage_model = "translation"
-    costs = []
-    bases = [saved_base, cand @ saved_base]
-    for base in bases:
-        prob.base = base
-        q0 = torch.zeros(bsz, 2, dtype=torch.float64, device=a.device)
-        q, cost, _ = minimize_lm(prob.residuals(level), q0, StepConfig(method="lm", iters=8, tol=1e-4, xtol=1e-3))
-        prob.commit(q)
-        costs.append((cost, prob.base))
-    (c0, b0), (c1, b1) = costs
-    pick = (c1 < c0).view(-1, 1, 1)
-    prob.base = torch.where(pick, b1, b0)
+    q0 = torch.zeros(2 * bsz, 2, dtype=torch.float64, device=a.device)
+    cfg = StepConfig(method="lm", iters=10, tol=1e-4, xtol=1e-3)
+    q, cost, _ = minimize_lm(prob.residuals(level, bases), q0, cfg)
+    moved = model_matrix(q, "translation") @ bases
+    pick = (cost[bsz:] < cost[:bsz]).view(-1, 1, 1)
+    prob.base = torch.where(pick, moved[bsz:], moved[:bsz])
+    prob.base = prob.base / prob.base[:, 2:3, 2:3]
     prob.stage_model = saved_model
 
 
