@@ -210,7 +210,7 @@ class _Registration:
         al = self.pyr_a[level]
         bsz, _, h, w = al.shape
         budget = self.cfg.max_pixels if level == 0 else self.cfg.max_pixels // COARSE_PIXEL_DIVISOR
-        block = max(1, math.ceil(math.sqrt(h * w / budget)))
+        block = max(1, round(math.sqrt(h * w / budget)))
         valid = torch.ones(bsz, 1, h, w, dtype=torch.bool, device=al.device)
         if self.mask_a is not None:
             valid = self.mask_a[level] > 0.5
