@@ -43,7 +43,7 @@ from .optim import ProgressFn, StepConfig, coarse_to_fine, minimize_lm
 from .overlay import checkerboard
 from .pairs import PairOutcome
 from .pyramid import downsample_mask, gaussian_pyramid, num_levels
-from .warp import inside_mask, sample_points, sample_stacked_points, stack_rows, warp_perspective
+from .warp import inside_mask, sample_points, stack_rows, warp_perspective
 
 LOSSES = ("ncc", "l1", "grad", "ssim", "mi")
 LEAST_SQUARES = ("ncc", "l1", "grad")
@@ -277,43 +277,60 @@ class _Registration:
         y_all = coords @ (base @ R).transpose(1, 2).to(dtype)  # (B,N,3)
         model = self.stage_model
         loss = "ncc" if self.cfg.loss == "ssim" else self.cfg.loss  # ssim: NCC brings it close, see module doc
+        n_p = check_model(model)
+        linear = model != "euclidean"  # M(q) = I + sum_p q_p E_p: dM/dq is constant
+        if linear:
+            E = self._model_jacobian(torch.zeros(1, n_p, dtype=torch.float64, device=base.device))[0]  # (P,3,3)
+            LE = (L @ E).reshape(n_p, 9)  # L M(q) = L + q @ LE
+            K = LE.T.to(dtype)  # (9, P), shared by all items
+        # pixel -> grid_sample coordinates of the row-stacked B: u = x sx - 1, v = (y + item h) sy - 1
+        total = stack.shape[-2]
+        gscale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(total - 1, 1)], dtype=dtype, device=base.device)
+        goffset = torch.stack([-torch.ones_like(pair_of, dtype=dtype), pair_of.to(dtype) * h * gscale[1] - 1], -1)
+        goffset = goffset.unsqueeze(1)  # (B,1,2)
+        limit = torch.tensor([w - 1, h - 1], dtype=dtype, device=base.device)
 
         def fn(q: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             q64 = q.to(torch.float64)
             if index is None:
-                y, a_val, a_w, items = y_all, a_all, w_all, pair_of
+                y, a_val, a_w, off = y_all, a_all, w_all, goffset
             else:
-                y, a_val, a_w, items = y_all[index], a_all[index], w_all[index], pair_of[index]
-            LM = (L @ model_matrix(q64, model)).to(dtype)  # (B,3,3)
-            LdM = (L @ self._model_jacobian(q64)).to(dtype)  # (B,P,3,3)
-            bsz, n_p = LdM.shape[:2]
+                y, a_val, a_w, off = y_all[index], a_all[index], w_all[index], goffset[index]
+            bsz = q.shape[0]
+            if linear:
+                LM = (L + (q64 @ LE).view(bsz, 3, 3)).to(dtype)
+                Kb = K
+            else:
+                LM = (L @ model_matrix(q64, model)).to(dtype)  # (B,3,3)
+                Kb = (L @ model_matrix_jacobian(q64, model)).to(dtype).reshape(bsz, n_p, 9).transpose(1, 2)
             z = y @ LM.transpose(1, 2)  # (B,N,3)
             zz = z[..., 2:3]
             zz = torch.where(zz.abs() < 1e-9, torch.full_like(zz, 1e-9), zz)
             pts = z[..., :2] / zz
-            samp = sample_stacked_points(stack, h, pts, items)  # (B,3|4,N)
-            s, sx, sy = samp[:, 0], samp[:, 1], samp[:, 2]
-            valid = a_w * inside_mask(pts, h, w)
-            if samp.shape[1] == 4:
-                valid = valid * (samp[:, 3] > 0.999).to(dtype)
+            grid = (pts * gscale + off).view(1, 1, -1, 2)
+            samp = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+            samp = samp.view(stack.shape[1], bsz, -1)  # (3|4, B, N)
+            s, sx, sy = samp[0], samp[1], samp[2]
+            inside = ((pts >= 0) & (pts <= limit)).all(-1)
+            if samp.shape[0] == 4:
+                inside = inside & (samp[3] > 0.999)
+            valid = a_w * inside.to(dtype)
             # ds/dq_p = sum_kj gvec_k y_j (L dM_p)_kj with gvec = [sx, sy, -(sx u + sy v)] / z_z (chain rule
             # through the perspective division), evaluated as one (N, 9) x (9, P) product.
             gvec = torch.stack([sx, sy, -(sx * pts[..., 0] + sy * pts[..., 1])], dim=-1) / zz  # (B,N,3)
-            outer = (gvec.unsqueeze(-1) * y.unsqueeze(-2)).reshape(bsz, -1, 9)
-            ds = outer @ LdM.reshape(bsz, n_p, 9).transpose(1, 2)  # (B,N,P)
+            outer = (gvec.unsqueeze(-1) * y.unsqueeze(-2)).view(bsz, -1, 9)
+            ds = outer @ Kb  # (B,N,P)
             if loss == "l1":
                 r = a_val - s
-                weight = valid / torch.sqrt(r * r + 1e-4)
-                return r, -ds, weight
+                return r, -ds, valid / torch.sqrt(r * r + 1e-4)
             # ncc / grad: fit a gain and offset a ~ g s + o on the valid pixels (variable projection)
-            n = valid.sum(1).clamp_min(1.0)
-            ms = (valid * s).sum(1) / n
-            ma = (valid * a_val).sum(1) / n
-            cs = s - ms.unsqueeze(1)
-            ca = a_val - ma.unsqueeze(1)
-            var_s = (valid * cs * cs).sum(1) / n
-            g = torch.where(var_s > 1e-10, (valid * cs * ca).sum(1) / n / var_s.clamp_min(1e-10), torch.ones_like(n))
-            g = torch.where(g.abs() < 1e-6, torch.full_like(g, 1e-6), g).unsqueeze(1)
+            n = valid.sum(1, keepdim=True).clamp_min(1.0)
+            cs = s - (valid * s).sum(1, keepdim=True) / n
+            ca = a_val - (valid * a_val).sum(1, keepdim=True) / n
+            vcs = valid * cs
+            var_s = (vcs * cs).sum(1, keepdim=True)
+            g = (vcs * ca).sum(1, keepdim=True) / var_s.clamp_min(1e-10)
+            g = torch.where((var_s > 1e-10 * n) & (g.abs() > 1e-6), g, torch.ones_like(g))
             # r = ca - g cs with dr/dq = -g ds, written as r' = cs - ca / g, J' = ds, w' = w g^2: the same
             # cost and normal equations without scaling the (N, P) Jacobian.
             return cs - ca / g, ds, valid * g * g
