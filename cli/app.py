@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import typer
 
+from . import attack as _attack
+from . import depth as _depth
+from . import edges as _edges
+from . import match as _match
 from . import register as _register
 
 app = typer.Typer(
@@ -21,6 +25,11 @@ app = typer.Typer(
 )
 
 app.command("register", no_args_is_help=True)(_register.register)
+app.command("edges", no_args_is_help=True)(_edges.edges)
+app.command("depth", no_args_is_help=True)(_depth.depth)
+app.command("match", no_args_is_help=True)(_match.match)
+app.command("features", no_args_is_help=True)(_match.features)
+app.command("attack", no_args_is_help=True)(_attack.attack)
 
 
 @app.callback()

@@ -23,25 +23,15 @@ def sample_points(img: torch.Tensor, pts: torch.Tensor, mode: str = "bilinear") 
 
 
 def stack_rows(img: torch.Tensor) -> torch.Tensor:
-    """(B, C, H, W) -> (1, C, B*H, W): the batch stacked vertically, for :func:`sample_stacked_points`."""
+    """(B, C, H, W) -> (1, C, B*H, W): the batch stacked vertically.
+
+    One ``grid_sample`` call can then sample any subset of the items without copying images: a point
+    ``(x, y)`` of item ``i`` is ``(x, y + i*H)`` in the stacked image. Points within half a pixel outside an
+    item blend in a row of its neighbour, so callers must ignore points outside ``[0, W-1] x [0, H-1]``;
+    float32 grid coordinates give about ``B*H * 6e-8`` pixels of precision.
+    """
     b, c, h, w = img.shape
     return img.permute(1, 0, 2, 3).reshape(1, c, b * h, w)
-
-
-def sample_stacked_points(stacked: torch.Tensor, height: int, pts: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """Sample items of a row-stacked batch (see :func:`stack_rows`) at pixel coordinates -> (b, C, N).
-
-    ``pts`` (b, N, 2) are pixel coordinates in item ``items[i]``'s own frame. Any subset of items is sampled
-    without copying images. Samples within half a pixel outside an item may blend in a row of the
-    neighbouring item, so callers must ignore points outside ``[0, W-1] x [0, H-1]`` (see
-    :func:`inside_mask`). Sub-pixel precision is about ``B*H * 6e-8`` pixels (float32 coordinates).
-    """
-    b, n, _ = pts.shape
-    total, w = stacked.shape[-2:]
-    shifted = pts + torch.stack([torch.zeros_like(items), items * height], dim=-1).to(pts.dtype).unsqueeze(1)
-    grid = pixel_to_normalized(shifted.reshape(1, 1, b * n, 2), total, w)
-    out = F.grid_sample(stacked, grid, mode="bilinear", padding_mode="zeros", align_corners=True)  # (1,C,1,bN)
-    return out[0, :, 0].reshape(-1, b, n).transpose(0, 1)
 
 
 def inside_mask(pts: torch.Tensor, h: int, w: int) -> torch.Tensor:
