@@ -51,7 +51,7 @@ def register(
     ] = None,
     gt: Annotated[Path | None, typer.Option(help="True H (JSON): report the mean corner error in pixels.")] = None,
     levels: Annotated[
-        int | None, typer.Option(help="Pyramid levels [default: as many as keep the coarsest side >= 24 px].")
+        int | None, typer.Option(help="Pyramid levels [default: as many as keep the coarsest side >= 12 px].")
     ] = None,
     iters: Annotated[int, typer.Option(help="Iteration cap per pyramid level.")] = 50,
     lr: Annotated[float, typer.Option(help="Initial step scale for the first-order losses (ssim, mi).")] = 2e-3,

@@ -76,7 +76,7 @@ class RegisterConfig:
     model: str = "homography"
     loss: str = "ncc"
     levels: int | None = None
-    min_size: int = 24
+    min_size: int = 12
     iters: int = 50
     lr: float = 2e-3
     tol: float = 1e-5
