@@ -204,8 +204,12 @@ def _as_hwc(image: Any) -> np.ndarray:
     return arr
 
 
-def encode_png(image: Any, bits: int = 8) -> bytes:
-    """Encode an image in [0, 1] as PNG bytes (8 or 16 bits; values are clipped and rounded)."""
+def encode_png(image: Any, bits: int = 8, compress_level: int | None = None) -> bytes:
+    """Encode an image in [0, 1] as PNG bytes (8 or 16 bits; values are clipped and rounded).
+
+    ``compress_level`` 0-9 (zlib; None: the encoder's default, 6). 1 is about 3x faster and what
+    ``cv2.imwrite`` uses, for ~10% bigger files.
+    """
     import imageio.v3 as iio
 
     if bits not in (8, 16):
@@ -218,10 +222,12 @@ def encode_png(image: Any, bits: int = 8) -> bytes:
     if bits == 16:
         from .png16 import encode_png16
 
-        return encode_png16(q)
+        return encode_png16(q) if compress_level is None else encode_png16(q, level=compress_level)
     if q.shape[2] == 1:
         q = q[:, :, 0]
-    return iio.imwrite("<bytes>", q, extension=".png")
+    if compress_level is None:
+        return iio.imwrite("<bytes>", q, extension=".png")
+    return iio.imwrite("<bytes>", q, extension=".png", compress_level=compress_level)
 
 
 def write_png(path: str | os.PathLike[str], image: Any, bits: int = 8) -> Path:
