@@ -117,4 +117,6 @@ def encode_png16(arr: np.ndarray, level: int = 6) -> bytes:
     filtered[0, 0] = 0
     filtered[0, 1:] = rows[0]
     ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
-    return _SIG + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
+    return (
+        _SIG + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
+    )

@@ -1,0 +1,388 @@
+"""Two-view geometry from point correspondences: homography (normalised DLT), fundamental matrix (8-point),
+and RANSAC with batched hypotheses.
+
+Conventions: points are pixel coordinates ``(x, y)`` ((0, 0) = centre of the top-left pixel). A homography
+``H`` maps points of A to points of B, ``[xB, yB, 1]^T ~ H [xA, yA, 1]^T``; a fundamental matrix ``F``
+satisfies ``[xB, yB, 1] F [xA, yA, 1]^T = 0``. Computation is in float64 on the points' device.
+
+RANSAC (:func:`ransac`) draws minimal samples in batches and evaluates all hypotheses of a batch at once
+(one tensor op), rejects degenerate samples (collinear points, triangles whose orientation flips between
+A and B) and degenerate models (a homography that folds the image: the mapped corner quadrilateral is not
+convex with the original orientation, or a corner goes to infinity), scores with MSAC (truncated squared
+error), runs a local optimisation (least-squares refit on the inliers) whenever the best model improves,
+stops adaptively at the requested confidence, and finishes with a least-squares refit on all inliers
+followed by Levenberg-Marquardt on the transfer error (homography) or a Sampson-weighted refit (fundamental).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from .optim import StepConfig, minimize_lm
+
+MODELS = ("homography", "fundamental")
+
+
+def hartley_normalize(pts: torch.Tensor, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Similarity-normalise (B, N, 2) points (centroid 0, mean distance sqrt 2): ``(pts_n, T (B, 3, 3))``."""
+    w = torch.ones_like(pts[..., 0]) if weights is None else weights
+    ws = w.sum(-1, keepdim=True).clamp_min(1e-12)
+    c = (pts * w.unsqueeze(-1)).sum(-2) / ws
+    d = ((pts - c.unsqueeze(-2)).norm(dim=-1) * w).sum(-1, keepdim=True) / ws
+    s = math.sqrt(2.0) / d.clamp_min(1e-12)
+    T = torch.zeros(*pts.shape[:-2], 3, 3, dtype=pts.dtype, device=pts.device)
+    T[..., 0, 0] = s[..., 0]
+    T[..., 1, 1] = s[..., 0]
+    T[..., 0, 2] = -s[..., 0] * c[..., 0]
+    T[..., 1, 2] = -s[..., 0] * c[..., 1]
+    T[..., 2, 2] = 1.0
+    return (pts - c.unsqueeze(-2)) * s.unsqueeze(-1), T
+
+
+def _null_vector(A: torch.Tensor) -> torch.Tensor:
+    """Unit vector minimising ``|A v|`` for (B, R, 9) A: eigenvector of the smallest eigenvalue of A^T A."""
+    M = A.transpose(-1, -2) @ A
+    _, vecs = torch.linalg.eigh(M)
+    return vecs[..., :, 0]
+
+
+def homography_dlt(pa: torch.Tensor, pb: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised DLT: (B, N, 2) points of A and B (N >= 4) -> (B, 3, 3) homographies A -> B (``H[2,2] = 1``).
+
+    ``weights`` (B, N) >= 0 weight each correspondence (0 = ignore).
+
+    Example:
+        >>> import torch
+        >>> H = torch.tensor([[1.1, 0.1, 5.0], [-0.05, 0.9, 2.0], [1e-4, 2e-4, 1.0]], dtype=torch.float64)
+        >>> pa = torch.rand(1, 10, 2, dtype=torch.float64) * 100
+        >>> from gdvision.coords import apply_homography
+        >>> Hf = homography_dlt(pa, apply_homography(H, pa))
+        >>> bool(torch.allclose(Hf[0], H, atol=1e-8))
+        True
+    """
+    pa, pb = pa.to(torch.float64), pb.to(torch.float64)
+    w = weights.to(torch.float64) if weights is not None else None
+    na, Ta = hartley_normalize(pa, w)
+    nb, Tb = hartley_normalize(pb, w)
+    x, y = na[..., 0], na[..., 1]
+    u, v = nb[..., 0], nb[..., 1]
+    o, z = torch.ones_like(x), torch.zeros_like(x)
+    r1 = torch.stack([-x, -y, -o, z, z, z, u * x, u * y, u], -1)
+    r2 = torch.stack([z, z, z, -x, -y, -o, v * x, v * y, v], -1)
+    A = torch.cat([r1, r2], -2)
+    if w is not None:
+        A = A * torch.cat([w, w], -1).sqrt().unsqueeze(-1)
+    Hn = _null_vector(A).reshape(*pa.shape[:-2], 3, 3)
+    H = torch.linalg.solve(Tb, Hn @ Ta)
+    return H / _safe(H[..., 2:3, 2:3])
+
+
+def _safe(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x.abs() < 1e-15, torch.full_like(x, 1e-15), x)
+
+
+def fundamental_8point(pa: torch.Tensor, pb: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Normalised 8-point algorithm with rank-2 enforcement: (B, N, 2) x2 (N >= 8) -> (B, 3, 3), ``|F| = 1``.
+
+    Example:
+        >>> import torch
+        >>> X = torch.rand(1, 20, 3, dtype=torch.float64) * 4 + torch.tensor([0.0, 0.0, 5.0], dtype=torch.float64)
+        >>> pa = X[..., :2] / X[..., 2:] * 100
+        >>> Xb = X + torch.tensor([1.0, 0.2, 0.0], dtype=torch.float64)
+        >>> pb = Xb[..., :2] / Xb[..., 2:] * 100
+        >>> F = fundamental_8point(pa, pb)
+        >>> ha = torch.cat([pa, torch.ones_like(pa[..., :1])], -1)
+        >>> hb = torch.cat([pb, torch.ones_like(pb[..., :1])], -1)
+        >>> bool(sampson_distance(F, pa, pb).max() < 1e-6)
+        True
+    """
+    pa, pb = pa.to(torch.float64), pb.to(torch.float64)
+    w = weights.to(torch.float64) if weights is not None else None
+    na, Ta = hartley_normalize(pa, w)
+    nb, Tb = hartley_normalize(pb, w)
+    x, y = na[..., 0], na[..., 1]
+    u, v = nb[..., 0], nb[..., 1]
+    A = torch.stack([u * x, u * y, u, v * x, v * y, v, x, y, torch.ones_like(x)], -1)
+    if w is not None:
+        A = A * w.sqrt().unsqueeze(-1)
+    Fn = _null_vector(A).reshape(*pa.shape[:-2], 3, 3)
+    U, S, Vh = torch.linalg.svd(Fn)
+    S = S.clone()
+    S[..., 2] = 0
+    Fn = U @ torch.diag_embed(S) @ Vh
+    F = Tb.transpose(-1, -2) @ Fn @ Ta
+    return F / F.flatten(-2).norm(dim=-1).clamp_min(1e-300)[..., None, None]
+
+
+def transfer_error(H: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+    """(B, N) distances ``|H(pa) - pb|`` in B's pixels for H (B, 3, 3) and points (N, 2) or (B, N, 2)."""
+    pa = pa.to(H.dtype)
+    pb = pb.to(H.dtype)
+    X = H[..., 0:1, 0] * pa[..., 0] + H[..., 0:1, 1] * pa[..., 1] + H[..., 0:1, 2]
+    Y = H[..., 1:2, 0] * pa[..., 0] + H[..., 1:2, 1] * pa[..., 1] + H[..., 1:2, 2]
+    Z = H[..., 2:3, 0] * pa[..., 0] + H[..., 2:3, 1] * pa[..., 1] + H[..., 2:3, 2]
+    bad = Z <= 1e-12
+    Z = torch.where(bad, torch.ones_like(Z), Z)
+    e = torch.sqrt((X / Z - pb[..., 0]) ** 2 + (Y / Z - pb[..., 1]) ** 2)
+    return torch.where(bad, torch.full_like(e, float("inf")), e)
+
+
+def sampson_distance(F: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+    """(B, N) Sampson distances (pixels, first-order geometric error) of correspondences under F (B, 3, 3)."""
+    pa = pa.to(F.dtype)
+    pb = pb.to(F.dtype)
+    ha = torch.cat([pa, torch.ones_like(pa[..., :1])], -1)
+    hb = torch.cat([pb, torch.ones_like(pb[..., :1])], -1)
+    Fa = ha @ F.transpose(-1, -2)  # (B,N,3) = (F a)^T
+    Ftb = hb @ F  # (B,N,3) = (F^T b)^T
+    num = (hb * Fa).sum(-1)
+    den = Fa[..., 0] ** 2 + Fa[..., 1] ** 2 + Ftb[..., 0] ** 2 + Ftb[..., 1] ** 2
+    return num.abs() / den.clamp_min(1e-300).sqrt()
+
+
+def _cross(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
+
+
+def good_homography_samples(sa: torch.Tensor, sb: torch.Tensor, min_area: float = 1e-3) -> torch.Tensor:
+    """(K,) bool for 4-point samples (K, 4, 2) in A and B (normalised coordinates).
+
+    False when any 3 points are (nearly) collinear in either image, or when a triangle's orientation
+    differs between A and B (no homography that keeps the sample in front of the camera does that).
+    """
+    ok = torch.ones(sa.shape[0], dtype=torch.bool, device=sa.device)
+    for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
+        ca = _cross(sa[:, i], sa[:, j], sa[:, k])
+        cb = _cross(sb[:, i], sb[:, j], sb[:, k])
+        ok &= (ca.abs() > min_area) & (cb.abs() > min_area) & ((ca > 0) == (cb > 0))
+    return ok
+
+
+def homography_folds(H: torch.Tensor, width: float, height: float) -> torch.Tensor:
+    """(B,) bool: True where H (B, 3, 3) folds the rectangle [0, w-1] x [0, h-1] of A.
+
+    A valid homography keeps the mapped corners in front (``w > 0``) and the corner quadrilateral convex
+    with its original orientation.
+
+    Example:
+        >>> import torch
+        >>> flip = torch.diag(torch.tensor([-1.0, 1.0, 1.0], dtype=torch.float64))[None]
+        >>> homography_folds(torch.cat([torch.eye(3, dtype=torch.float64)[None], flip]), 100, 80).tolist()
+        [False, True]
+    """
+    c = torch.tensor(
+        [[0, 0, 1], [width - 1, 0, 1], [width - 1, height - 1, 1], [0, height - 1, 1]], dtype=H.dtype, device=H.device
+    )
+    m = c @ H.transpose(-1, -2)  # (B,4,3)
+    wz = m[..., 2]
+    front = (wz > 1e-12).all(-1)
+    p = m[..., :2] / torch.where(wz.abs() < 1e-12, torch.ones_like(wz), wz).unsqueeze(-1)
+    convex = torch.ones_like(front)
+    for i in range(4):
+        convex &= _cross(p[:, i], p[:, (i + 1) % 4], p[:, (i + 2) % 4]) > 0
+    return ~(front & convex)
+
+
+@dataclass
+class RansacResult:
+    """Outcome of :func:`ransac`.
+
+    Attributes:
+        model: (3, 3) float64 homography A -> B or fundamental matrix (None when nothing was found).
+        inliers: (N,) bool.
+        iterations: hypotheses drawn.
+        errors: (N,) residuals under the final model (transfer error or Sampson distance, pixels).
+    """
+
+    model: torch.Tensor | None
+    inliers: torch.Tensor
+    iterations: int
+    errors: torch.Tensor
+
+
+def _fit(model: str, pa: torch.Tensor, pb: torch.Tensor, w: torch.Tensor | None = None) -> torch.Tensor:
+    return homography_dlt(pa, pb, w) if model == "homography" else fundamental_8point(pa, pb, w)
+
+
+def _err(model: str, M: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> torch.Tensor:
+    return transfer_error(M, pa, pb) if model == "homography" else sampson_distance(M, pa, pb)
+
+
+def _local_opt(model: str, M: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, thr: float, rounds: int = 4):
+    """Least-squares refits on the inliers until the inlier set stops growing; returns (model, errors)."""
+    e = _err(model, M[None], pa, pb)[0]
+    best_M, best_e, best_n = M, e, int((e < thr).sum())
+    need = 4 if model == "homography" else 8
+    for _ in range(rounds):
+        inl = best_e < thr
+        if int(inl.sum()) < need:
+            break
+        M2 = _fit(model, pa[inl][None], pb[inl][None])[0]
+        if not bool(torch.isfinite(M2).all()):
+            break
+        e2 = _err(model, M2[None], pa, pb)[0]
+        n2 = int((e2 < thr).sum())
+        if n2 < best_n or (n2 == best_n and float(e2[e2 < thr].sum()) >= float(best_e[best_e < thr].sum())):
+            break
+        best_M, best_e, best_n = M2, e2, n2
+    return best_M, best_e
+
+
+def refine_homography(H: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, iters: int = 20) -> torch.Tensor:
+    """Levenberg-Marquardt on the squared transfer error ``|H(pa) - pb|^2`` over (N, 2) correspondences.
+
+    Returns the refined (3, 3) H (``H[2, 2] = 1``); the input is returned when fewer than 5 points are given.
+    """
+    if pa.shape[0] < 5:
+        return H
+    pa = pa.to(torch.float64)
+    pb = pb.to(torch.float64)
+    x, y = pa[:, 0], pa[:, 1]
+
+    def residuals(p: torch.Tensor, index: torch.Tensor | None = None):
+        h = torch.cat([p, torch.ones_like(p[:, :1])], 1)  # (1, 9)
+        X = h[:, 0:1] * x + h[:, 1:2] * y + h[:, 2:3]
+        Y = h[:, 3:4] * x + h[:, 4:5] * y + h[:, 5:6]
+        Z = h[:, 6:7] * x + h[:, 7:8] * y + 1.0
+        Z = torch.where(Z.abs() < 1e-12, torch.full_like(Z, 1e-12), Z)
+        u, v = X / Z, Y / Z
+        r = torch.cat([u - pb[:, 0], v - pb[:, 1]], 1)  # (1, 2N)
+        iz = 1.0 / Z
+        zero = torch.zeros_like(X)
+        ju = torch.stack([x * iz, y * iz, iz, zero, zero, zero, -u * x * iz, -u * y * iz], -1)
+        jv = torch.stack([zero, zero, zero, x * iz, y * iz, iz, -v * x * iz, -v * y * iz], -1)
+        return r, torch.cat([ju, jv], 1), torch.ones_like(r)
+
+    Hn = H.to(torch.float64) / _safe(H[2, 2].to(torch.float64))
+    p0 = Hn.reshape(-1)[:8][None]
+    p, cost, _ = minimize_lm(residuals, p0, StepConfig(method="lm", iters=iters, tol=1e-10), min_weight=8.0)
+    if not bool(torch.isfinite(cost).all()):
+        return Hn
+    return torch.cat([p[0], p.new_ones(1)]).reshape(3, 3)
+
+
+def ransac(
+    pa: torch.Tensor,
+    pb: torch.Tensor,
+    model: str = "homography",
+    threshold: float = 3.0,
+    confidence: float = 0.999,
+    max_iters: int = 10000,
+    batch_size: int = 512,
+    seed: int | None = 0,
+    image_size: tuple[float, float] | None = None,
+    refine: bool = True,
+) -> RansacResult:
+    """Robustly fit a homography or fundamental matrix to correspondences ``pa`` (N, 2) -> ``pb`` (N, 2).
+
+    Args:
+        model: ``"homography"`` (A -> B, 4-point samples) or ``"fundamental"`` (8-point samples).
+        threshold: inlier threshold in pixels (transfer error in B, or Sampson distance).
+        confidence: stop once an all-inlier sample has been drawn with this probability.
+        max_iters: cap on hypotheses; batch_size: hypotheses evaluated per batch.
+        seed: seed of the sampler (reproducible); None: nondeterministic.
+        image_size: (width, height) of A, for the folding test (default: the bounding box of ``pa``).
+        refine: final least-squares refit and (homography) Levenberg-Marquardt on the inliers.
+
+    Example:
+        >>> import torch
+        >>> from gdvision.coords import apply_homography
+        >>> g = torch.Generator().manual_seed(0)
+        >>> H = torch.tensor([[0.9, 0.1, 10.0], [-0.1, 1.0, 5.0], [1e-4, 0.0, 1.0]], dtype=torch.float64)
+        >>> pa = torch.rand(100, 2, generator=g, dtype=torch.float64) * 200
+        >>> pb = apply_homography(H, pa)
+        >>> pb[:40] = torch.rand(40, 2, generator=g, dtype=torch.float64) * 200
+        >>> res = ransac(pa, pb, threshold=1.0)
+        >>> int(res.inliers[40:].sum()), bool(torch.allclose(res.model, H, atol=1e-6))
+        (60, True)
+    """
+    if model not in MODELS:
+        raise ValueError(f"unknown model '{model}': use one of {', '.join(MODELS)}")
+    dev = pa.device
+    pa = pa.to(torch.float64)
+    pb = pb.to(torch.float64)
+    n = pa.shape[0]
+    s = 4 if model == "homography" else 8
+    if n < s:
+        return RansacResult(None, torch.zeros(n, dtype=torch.bool, device=dev), 0, pa.new_full((n,), float("inf")))
+    if image_size is None:
+        image_size = (float(pa[:, 0].max()) + 1, float(pa[:, 1].max()) + 1)
+    na, _ = hartley_normalize(pa[None])
+    nb, _ = hartley_normalize(pb[None])
+    na, nb = na[0], nb[0]
+    gen = torch.Generator(device="cpu")
+    if seed is None:
+        gen.seed()
+    else:
+        gen.manual_seed(int(seed))
+    thr2 = threshold * threshold
+    best_cost = float("inf")
+    best_M: torch.Tensor | None = None
+    best_e = pa.new_full((n,), float("inf"))
+    drawn = 0
+    needed = max_iters
+    log1c = math.log(max(1.0 - confidence, 1e-300))
+    while drawn < min(needed, max_iters):
+        k = min(batch_size, max_iters - drawn)
+        idx = torch.randint(0, n, (k, s), generator=gen).to(dev)
+        drawn += k
+        srt = torch.sort(idx, 1).values
+        ok = (srt[:, 1:] != srt[:, :-1]).all(1)
+        if model == "homography":
+            ok &= good_homography_samples(na[idx], nb[idx])
+        idx = idx[ok]
+        if idx.shape[0] == 0:
+            continue
+        M = _fit(model, pa[idx], pb[idx])
+        fin = torch.isfinite(M).flatten(1).all(1)
+        if model == "homography":
+            fin &= ~homography_folds(
+                torch.where(fin[:, None, None], M, torch.eye(3, dtype=M.dtype, device=dev)), *image_size
+            )
+        M = M[fin]
+        if M.shape[0] == 0:
+            continue
+        e = _err(model, M, pa, pb)  # (k, n)
+        cost = torch.clamp(e * e, max=thr2).sum(1)
+        j = int(torch.argmin(cost))
+        if float(cost[j]) < best_cost:
+            Mj, ej = _local_opt(model, M[j], pa, pb, threshold)
+            cj = float(torch.clamp(ej * ej, max=thr2).sum())
+            if cj > float(cost[j]):
+                Mj, ej, cj = M[j], e[j], float(cost[j])
+            best_cost, best_M, best_e = cj, Mj, ej
+            w = float((best_e < threshold).sum()) / n
+            p = w**s
+            if p >= 1.0:
+                needed = drawn
+            elif p > 0:
+                needed = int(math.ceil(log1c / math.log1p(-p)))
+    if best_M is None:
+        return RansacResult(None, torch.zeros(n, dtype=torch.bool, device=dev), drawn, best_e)
+    M = best_M
+    inl = best_e < threshold
+    if refine and int(inl.sum()) >= s + 1:
+        M2 = _fit(model, pa[inl][None], pb[inl][None])[0]
+        if model == "homography":
+            M2 = refine_homography(M2, pa[inl], pb[inl])
+        else:
+            # Sampson-weighted refits (iteratively reweighted 8-point)
+            for _ in range(3):
+                ha = torch.cat([pa[inl], torch.ones_like(pa[inl][:, :1])], 1)
+                hb = torch.cat([pb[inl], torch.ones_like(pb[inl][:, :1])], 1)
+                Fa = ha @ M2.T
+                Ftb = hb @ M2
+                den = Fa[:, 0] ** 2 + Fa[:, 1] ** 2 + Ftb[:, 0] ** 2 + Ftb[:, 1] ** 2
+                wts = 1.0 / den.clamp_min(1e-300)
+                M2 = fundamental_8point(pa[inl][None], pb[inl][None], (wts / wts.max())[None])[0]
+        ok2 = bool(torch.isfinite(M2).all())
+        if ok2 and model == "homography":
+            ok2 = not bool(homography_folds(M2[None], *image_size)[0])
+        if ok2:
+            e2 = _err(model, M2[None], pa, pb)[0]
+            if int((e2 < threshold).sum()) >= int(inl.sum()) * 0.98:
+                M, best_e = M2, e2
+    return RansacResult(M, best_e < threshold, drawn, best_e)

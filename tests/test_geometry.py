@@ -1,0 +1,150 @@
+"""Two-view geometry: DLT, 8-point, RANSAC with outliers, degeneracy checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from gdvision.coords import apply_homography, mean_corner_error
+from gdvision.geometry import (
+    fundamental_8point,
+    good_homography_samples,
+    homography_dlt,
+    homography_folds,
+    ransac,
+    refine_homography,
+    sampson_distance,
+    transfer_error,
+)
+
+W, H = 320, 240
+
+
+def _random_h(rng: np.random.Generator) -> torch.Tensor:
+    import cv2
+
+    src = np.float32([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]])
+    dst = src + rng.uniform(-40, 40, (4, 2)).astype(np.float32)
+    return torch.from_numpy(cv2.getPerspectiveTransform(src, dst)).to(torch.float64)
+
+
+def _correspondences(rng, Ht, n_in: int, n_out: int, noise: float):
+    pa = torch.from_numpy(rng.uniform([0, 0], [W - 1, H - 1], (n_in + n_out, 2)))
+    pb = apply_homography(Ht, pa)
+    pb[:n_in] += torch.from_numpy(rng.normal(0, noise, (n_in, 2)))
+    pb[n_in:] = torch.from_numpy(rng.uniform([0, 0], [W - 1, H - 1], (n_out, 2)))
+    perm = torch.from_numpy(rng.permutation(n_in + n_out))
+    is_in = torch.zeros(n_in + n_out, dtype=torch.bool)
+    is_in[:n_in] = True
+    return pa[perm], pb[perm], is_in[perm]
+
+
+def test_dlt_exact_and_cv2_agreement(rng):
+    import cv2
+
+    Ht = _random_h(rng)
+    pa = torch.from_numpy(rng.uniform(0, 300, (30, 2)))
+    pb = apply_homography(Ht, pa) + torch.from_numpy(rng.normal(0, 0.5, (30, 2)))
+    Hf = homography_dlt(pa[None], pb[None])[0]
+    Hc, _ = cv2.findHomography(pa.numpy(), pb.numpy(), 0)
+    # both are least-squares fits to the same noisy points: they agree to a fraction of a pixel
+    assert float(mean_corner_error(Hf, torch.from_numpy(Hc), H, W)) < 0.3
+    assert float(mean_corner_error(Hf, Ht, H, W)) < 1.0
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ransac_60_percent_outliers(seed):
+    rng = np.random.default_rng(seed)
+    Ht = _random_h(rng)
+    pa, pb, is_in = _correspondences(rng, Ht, 120, 180, noise=0.3)
+    res = ransac(pa, pb, "homography", threshold=2.0, seed=seed, image_size=(W, H))
+    assert res.model is not None
+    err = float(mean_corner_error(res.model, Ht, H, W))
+    assert err < 0.5, err
+    # almost all true inliers found, few outliers accepted (random outliers may fall within 2 px by chance)
+    assert int((res.inliers & is_in).sum()) >= 115
+    assert int((res.inliers & ~is_in).sum()) <= 3
+
+
+def test_ransac_seed_reproducible():
+    rng = np.random.default_rng(5)
+    Ht = _random_h(rng)
+    pa, pb, _ = _correspondences(rng, Ht, 60, 90, noise=0.5)
+    r1 = ransac(pa, pb, seed=7, refine=False)
+    r2 = ransac(pa, pb, seed=7, refine=False)
+    assert torch.equal(r1.model, r2.model) and torch.equal(r1.inliers, r2.inliers)
+
+
+def test_ransac_too_few_points():
+    res = ransac(torch.rand(3, 2), torch.rand(3, 2))
+    assert res.model is None and not bool(res.inliers.any())
+
+
+def test_refine_homography_reduces_error(rng):
+    Ht = _random_h(rng)
+    pa = torch.from_numpy(rng.uniform(0, 300, (80, 2)))
+    pb = apply_homography(Ht, pa) + torch.from_numpy(rng.normal(0, 0.2, (80, 2)))
+    H0 = Ht.clone()
+    H0[0, 2] += 3.0
+    H0[1, 1] *= 1.01
+    Hr = refine_homography(H0, pa, pb)
+    assert float(transfer_error(Hr[None], pa, pb).mean()) < 0.35
+    assert float(mean_corner_error(Hr, Ht, H, W)) < 0.3
+
+
+def test_degenerate_samples_rejected():
+    a = torch.tensor([[[0.0, 0.0], [1.0, 1.0], [2.0, 2.0], [0.0, 1.0]]])  # first three collinear
+    b = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])
+    assert not bool(good_homography_samples(a, b)[0])
+    sq = torch.tensor([[[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]]])
+    mirrored = sq * torch.tensor([-1.0, 1.0])
+    assert bool(good_homography_samples(sq, sq * 2)[0])
+    assert not bool(good_homography_samples(sq, mirrored)[0])  # orientation flips: a fold
+
+
+def test_folding_homography_detected():
+    eye = torch.eye(3, dtype=torch.float64)
+    # a strong perspective that sends the right part of the image behind the camera
+    bad = eye.clone()
+    bad[2, 0] = -1.0 / 100.0
+    rot = torch.tensor(
+        [[math.cos(0.3), -math.sin(0.3), 5], [math.sin(0.3), math.cos(0.3), 2], [0, 0, 1]], dtype=torch.float64
+    )
+    out = homography_folds(torch.stack([eye, bad, rot]), W, H)
+    assert out.tolist() == [False, True, False]
+
+
+def _stereo(rng, n):
+    X = torch.from_numpy(np.c_[rng.uniform(-2, 2, (n, 2)), rng.uniform(4, 10, n)])
+    K = torch.tensor([[300.0, 0, 160], [0, 300.0, 120], [0, 0, 1]], dtype=torch.float64)
+    a = ang = 0.1
+    R = torch.tensor(
+        [[math.cos(a), 0, math.sin(a)], [0, 1, 0], [-math.sin(ang), 0, math.cos(ang)]], dtype=torch.float64
+    )
+    t = torch.tensor([0.5, 0.1, 0.05], dtype=torch.float64)
+    pa = (X @ K.T)[:, :2] / X[:, 2:]
+    Xb = X @ R.T + t
+    pb = (Xb @ K.T)[:, :2] / Xb[:, 2:]
+    return pa, pb
+
+
+def test_fundamental_ransac_with_outliers(rng):
+    pa, pb = _stereo(rng, 150)
+    pb = pb + torch.from_numpy(rng.normal(0, 0.3, pb.shape))
+    n_out = 60
+    pb_out = pb.clone()
+    pb_out[:n_out] = torch.from_numpy(rng.uniform(0, 320, (n_out, 2)))
+    res = ransac(pa, pb_out, "fundamental", threshold=1.0, seed=0)
+    assert res.model is not None
+    # the clean correspondences satisfy the recovered epipolar geometry
+    d = sampson_distance(res.model[None], pa[n_out:], pb[n_out:])[0]
+    assert float(d.median()) < 0.5
+    assert int(res.inliers[n_out:].sum()) >= 80
+    # exact 8-point on clean data
+    pa0, pb0 = _stereo(rng, 20)
+    F = fundamental_8point(pa0[None], pb0[None])[0]
+    assert float(sampson_distance(F[None], pa0, pb0).max()) < 1e-6
+    assert abs(float(torch.linalg.det(F))) < 1e-9
