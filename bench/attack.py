@@ -1,0 +1,251 @@
+"""Benchmark of ``gdvision attack``: targeted (unrelated pairs) and untargeted (true pairs) attacks.
+
+Pairs (fixed seeds, 320x240 gray, 8-bit):
+
+- unrelated: crops of 6 different natural photos (``bench/synthetic.py`` ``make_pairs``, seed 7, no photometric
+  change); pair k = (crop of photo k, crop of photo k + 1), k = 0..4; target homography = identity.
+- true: ``make_pairs`` (seed 11, corner shifts up to 12.5 %, photometric change and noise) of photos 0..4; the
+  known H is the one to break.
+
+Each attack's perturbed images are written as 8-bit PNGs under ``bench/results/attack/`` and re-read; every figure
+is measured on the re-read pixels: L-inf / PSNR, gdvision match (the attacked pipeline, white-box: Hessian top-2500,
+no upsampling, contrast 0.01, ratio 0.8, RANSAC 3 px) and two transfer checks: gdvision match with its CLI defaults
+(DoG, upsampled first octave, 4000 features) and OpenCV SIFT + ratio 0.8 + findHomography RANSAC 3 px.
+
+Success: targeted = >= 30 RANSAC inliers and corner error < 5 px against the target; untargeted = no RANSAC model
+or corner error > 20 px against the true H. Threads: torch 2, OpenCV 2.
+
+Usage: ``python bench/attack.py [--quick] [--steps N]`` -> ``bench/results/attack.json`` and a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from synthetic import load_natural, make_pairs  # noqa: E402
+
+from gdvision.attack import (  # noqa: E402
+    AttackConfig,
+    attack_pair,
+    evaluate_gdvision,
+    evaluate_opencv,
+    match_config_for,
+    perturbation_stats,
+    success,
+)
+from gdvision.io import read_image, write_png  # noqa: E402
+from gdvision.match import MatchConfig  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "results"
+
+
+def _gray8(arr: np.ndarray) -> torch.Tensor:
+    """(H, W, C) float -> (1, 1, H, W) gray, rounded to 8-bit levels."""
+    g = arr.mean(2) if arr.shape[2] != 3 else arr @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    return torch.round(torch.from_numpy(np.ascontiguousarray(g))[None, None].float() * 255) / 255
+
+
+def build_pairs(n: int, size: tuple[int, int]) -> tuple[list[dict], list[dict]]:
+    imgs = load_natural()
+    crops = make_pairs(imgs, len(imgs), size=size, photometric=False, seed=7)
+    unrelated = [
+        {"name": f"unrelated{k}", "a": _gray8(crops[k]["a"]), "b": _gray8(crops[k + 1]["a"]), "H": np.eye(3)}
+        for k in range(n)
+    ]
+    true = [
+        {"name": f"true{k}", "a": _gray8(p["a"]), "b": _gray8(p["b"]), "H": p["H"]}
+        for k, p in enumerate(make_pairs(imgs[:n], n, size=size, seed=11))
+    ]
+    return unrelated, true
+
+
+def evaluate(xa: torch.Tensor, xb: torch.Tensor, H: torch.Tensor, cfg: AttackConfig, mode: str) -> dict:
+    rec: dict = {}
+    for key, mc in (("gdvision", match_config_for(cfg)), ("gdvision_default", MatchConfig())):
+        r, _ = evaluate_gdvision(xa, xb, H, mc)
+        r["success"] = success(r, mode)
+        rec[key] = r
+    cv = evaluate_opencv(xa, xb, H, cfg.ransac_threshold)
+    if cv is not None:
+        cv["success"] = success(cv, mode)
+        rec["opencv"] = cv
+    return rec
+
+
+def run_one(pair: dict, cfg: AttackConfig, folder: Path) -> dict:
+    H = torch.from_numpy(np.asarray(pair["H"], dtype=np.float64))
+    a0, b0 = pair["a"], pair["b"]
+    t0 = time.perf_counter()
+
+    def show(pr) -> None:
+        if pr.iteration % 10 == 0:
+            print(
+                f"  {pair['name']} step {pr.iteration}/{pr.steps} loss {pr.loss:.4f} consistent {pr.consistent}",
+                flush=True,
+            )
+
+    res = attack_pair(a0, b0, H, cfg, progress=show)
+    seconds = time.perf_counter() - t0
+    folder.mkdir(parents=True, exist_ok=True)
+    pa = write_png(folder / f"{pair['name']}_{cfg.mode}_a_adv.png", res.adv_a)
+    pb = write_png(folder / f"{pair['name']}_{cfg.mode}_b_adv.png", res.adv_b)
+    xa, xb = read_image(pa).tensor(), read_image(pb).tensor()  # evaluate what was saved
+    assert torch.equal(xa, res.adv_a) and torch.equal(xb, res.adv_b)
+    return {
+        "pair": pair["name"],
+        "mode": cfg.mode,
+        "eps_255": cfg.eps * 255,
+        "seconds": seconds,
+        "steps": res.iterations,
+        "files": [str(pa.relative_to(ROOT.parent)), str(pb.relative_to(ROOT.parent))],
+        "perturbation": {"a": perturbation_stats(xa, a0), "b": perturbation_stats(xb, b0)},
+        "before": evaluate(a0, b0, H, cfg, cfg.mode),
+        "after": evaluate(xa, xb, H, cfg, cfg.mode),
+    }
+
+
+def reevaluate(rows: list[dict], pairs: dict[str, dict], cfg_of: dict[str, AttackConfig]) -> None:
+    """Recompute every figure of ``rows`` from the saved PNGs with the current code (the attack is not rerun)."""
+    for row in rows:
+        pair, cfg = pairs[row["pair"]], cfg_of[row["mode"]]
+        H = torch.from_numpy(np.asarray(pair["H"], dtype=np.float64))
+        files = row.get("files") or [
+            str(Path("bench/results/attack") / f"{row['pair']}_{row['mode']}_{k}_adv.png") for k in ("a", "b")
+        ]
+        xa, xb = (read_image(ROOT.parent / f).tensor() for f in files)
+        row["perturbation"] = {"a": perturbation_stats(xa, pair["a"]), "b": perturbation_stats(xb, pair["b"])}
+        row["before"] = evaluate(pair["a"], pair["b"], H, cfg, row["mode"])
+        row["after"] = evaluate(xa, xb, H, cfg, row["mode"])
+        row["reevaluated"] = True
+
+
+def _fmt(r: dict) -> str:
+    ce = r.get("corner_error_px")
+    return f"{r['inliers']:>4d} / {'-' if ce is None else f'{ce:.1f}':>7}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="one pair of each kind, 160x120, few steps")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps per attack (default 100, quick 10)")
+    ap.add_argument("--init", default="texture", help="initialisation of the targeted attack")
+    ap.add_argument("--lr-match", type=float, default=0.01, help="Adam step of the targeted attacks")
+    ap.add_argument("--lr-unmatch", type=float, default=0.003, help="Adam step of the untargeted attacks")
+    ap.add_argument(
+        "--no-focus", dest="focus", action="store_false", help="targeted: the paper's unweighted descriptor term"
+    )
+    ap.add_argument("--tag", default="", help="suffix of the result file name")
+    ap.add_argument("--eval-only", type=Path, default=None, help="re-evaluate the saved PNGs of this result JSON")
+    ap.add_argument("--threads", type=int, default=2, help="torch / OpenCV threads (default 2)")
+    ap.add_argument("--only", choices=["match", "unmatch"], default=None, help="run one mode only")
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    try:
+        import cv2
+
+        cv2.setNumThreads(args.threads)
+    except ImportError:
+        pass
+    n, size = (1, (160, 120)) if args.quick else (5, (320, 240))
+    steps = args.steps or (10 if args.quick else 80)
+    unrelated, true = build_pairs(n, size)
+    folder = OUT / f"attack{args.tag}"
+    rows = []
+    old = json.loads(args.eval_only.read_text()) if args.eval_only is not None else None
+    if old is not None:
+        rows = old["rows"]
+        by_name = {p["name"]: p for p in unrelated + true}
+        reevaluate(rows, by_name, {m: AttackConfig(mode=m) for m in ("match", "unmatch")})
+    for mode, pairs, eps in (("match", unrelated, 8 / 255), ("unmatch", true, 4 / 255)):
+        if (args.only is not None and mode != args.only) or old is not None:
+            continue
+        lr = args.lr_match if mode == "match" else args.lr_unmatch
+        cfg = AttackConfig(
+            mode=mode,
+            eps=eps,
+            steps=steps,
+            lr=lr,
+            init=args.init if mode == "match" else "zero",
+            focus=args.focus,
+        )
+        for pair in pairs:
+            row = run_one(pair, cfg, folder)
+            rows.append(row)
+            print(
+                f"{row['pair']:<11} {mode:<8} {row['seconds']:6.1f} s  gdvision {_fmt(row['before']['gdvision'])} ->"
+                f" {_fmt(row['after']['gdvision'])}  ok={row['after']['gdvision']['success']}",
+                flush=True,
+            )
+    summary = {}
+    for mode in ("match", "unmatch"):
+        rs = [r for r in rows if r["mode"] == mode]
+        if not rs:
+            continue
+        s = {
+            "pairs": len(rs),
+            "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
+            "psnr_min_db": float(
+                min(min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"]) for r in rs)
+            ),
+            "linf_max_255": float(
+                max(max(r["perturbation"]["a"]["linf_255"], r["perturbation"]["b"]["linf_255"]) for r in rs)
+            ),
+        }
+        for key in ("gdvision", "gdvision_default", "opencv"):
+            if key in rs[0]["after"]:
+                s[f"{key}_success_before"] = sum(bool(r["before"][key]["success"]) for r in rs)
+                s[f"{key}_success_after"] = sum(bool(r["after"][key]["success"]) for r in rs)
+        summary[mode] = s
+    result = (
+        old
+        if old is not None
+        else {
+            "config": {
+                "size": size,
+                "steps": steps,
+                "threads": args.threads,
+                "init_targeted": args.init,
+                "lr": {"match": args.lr_match, "unmatch": args.lr_unmatch},
+                "focus": args.focus,
+                "quick": args.quick,
+            },
+            "summary": summary,
+            "rows": rows,
+        }
+    )
+    result["summary"] = summary
+    OUT.mkdir(parents=True, exist_ok=True)
+    name = ("attack" if args.only is None else f"attack_{args.only}") + args.tag + ".json"
+    if args.eval_only is not None:
+        name = args.eval_only.name
+    (OUT / name).write_text(json.dumps(result, indent=2, default=str))
+    print()
+    hdr = "inliers / corner err (px), before -> after"
+    cols_hdr = f"{'gdvision (white-box)':<32} {'gdvision default':<32} OpenCV SIFT"
+    print(f"{'pair':<11} {'mode':<8} {'sec':>6} {'PSNR':>6}  {cols_hdr}")
+    print(f"{'':<34} {hdr}")
+    for r in rows:
+        psnr = min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"])
+        cols = []
+        for key in ("gdvision", "gdvision_default", "opencv"):
+            if key in r["after"]:
+                ok = " ok" if r["after"][key]["success"] else "   "
+                cols.append(f"{_fmt(r['before'][key])} -> {_fmt(r['after'][key])}{ok}")
+        print(f"{r['pair']:<11} {r['mode']:<8} {r['seconds']:6.1f} {psnr:6.2f}  " + "  ".join(cols))
+    print()
+    for mode, s in summary.items():
+        print(mode, json.dumps(s))
+    print(f"wrote {OUT / name}")
+
+
+if __name__ == "__main__":
+    main()
