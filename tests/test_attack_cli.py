@@ -6,10 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from gdvision.cli.app import app
 from typer.testing import CliRunner
 
 from gdvision.attack import perturbation_stats
+from gdvision.cli.app import app
 from gdvision.io import read_image, write_json, write_png
 
 runner = CliRunner()

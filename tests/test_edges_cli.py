@@ -9,9 +9,9 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
-from gdvision.cli.app import app
 from typer.testing import CliRunner
 
+from gdvision.cli.app import app
 from gdvision.edges import EdgeConfig, edge_map, output_paths, run_edges, to_unit_range
 from gdvision.errors import UsageError
 

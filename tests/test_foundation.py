@@ -154,7 +154,9 @@ def test_coordinates_roundtrip() -> None:
     assert torch.allclose(uv[0], torch.tensor([-1.0, -1.0])) and torch.allclose(uv[1], torch.tensor([1.0, 1.0]))
     assert torch.allclose(normalized_to_pixel(uv, 48, 64), pts)
     H = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
-    assert torch.allclose(apply_homography(H, pts.double()), pts.double() + torch.tensor([2.0, -1.0], dtype=torch.float64))
+    assert torch.allclose(
+        apply_homography(H, pts.double()), pts.double() + torch.tensor([2.0, -1.0], dtype=torch.float64)
+    )
     assert float(mean_corner_error(H, torch.eye(3, dtype=torch.float64), 48, 64)) == pytest.approx(5**0.5)
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from gdvision.cli.app import app
 from typer.testing import CliRunner
 
+from gdvision.cli.app import app
 from gdvision.keypoint_io import KeypointSet, read_keypoints, read_lowe, write_keypoints
 
 runner = CliRunner()
