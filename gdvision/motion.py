@@ -28,8 +28,8 @@ LADDER: dict[str, list[str]] = {
     "translation": ["translation"],
     "euclidean": ["translation", "euclidean"],
     "similarity": ["translation", "similarity"],
-    "affine": ["translation", "similarity", "affine"],
-    "homography": ["translation", "similarity", "affine", "homography"],
+    "affine": ["translation", "affine"],
+    "homography": ["translation", "affine", "homography"],
 }
 
 

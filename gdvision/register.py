@@ -7,8 +7,8 @@ Convention: the result ``H`` (3x3, float64) maps pixel coordinates of A to pixel
 Method. Both images are converted to luminance (see :func:`gdvision.io.to_gray`) and put in Gaussian
 pyramids. The motion is parameterised compositionally in normalized coordinates (:mod:`gdvision.motion`),
 so parameters mean the same at every level. At the coarsest level a global translation search (phase
-correlation) and a ladder of simpler models (translation, similarity, affine, then the requested one) give
-a start; every level is then refined by the shared coarse-to-fine loop (:mod:`gdvision.optim`):
+correlation) and a ladder of simpler models (``gdvision.motion.LADDER``: translation, then affine, then the
+requested one) give a start; every level is then refined by the shared coarse-to-fine loop (:mod:`gdvision.optim`):
 
 - ``ncc`` (default), ``l1`` and ``grad`` are least-squares objectives solved by batched Levenberg-Marquardt
   on a subset of informative pixels of A (the ``max_pixels`` with the strongest gradients). The Jacobian
