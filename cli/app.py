@@ -32,8 +32,9 @@ app.command("features", no_args_is_help=True)(_match.features)
 app.command("attack", no_args_is_help=True)(_attack.attack)
 
 
-@app.callback()
+@app.callback(invoke_without_command=True)
 def _root(
+    ctx: typer.Context,
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
@@ -41,6 +42,9 @@ def _root(
 
         typer.echo(f"gdvision {__version__}")
         raise typer.Exit(0)
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(2)
 
 
 def main() -> None:
