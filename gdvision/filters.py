@@ -54,6 +54,29 @@ class _Dest(threading.local):
 _DEST = _Dest()
 
 
+class _Scratch(threading.local):
+    """Per-thread scratch tensors reused by the CPU fast path from block to block and call to call.
+
+    Reusing them avoids a fresh multi-megabyte allocation per block: when other code frees large buffers,
+    the C allocator hands such allocations back to the OS, and every block would then pay page faults.
+    """
+
+    def __init__(self) -> None:
+        self.bufs: dict[tuple[int, tuple[int, ...], torch.dtype], torch.Tensor] = {}
+
+    def get(self, slot: int, shape: torch.Size, dtype: torch.dtype) -> torch.Tensor:
+        key = (slot, tuple(shape), dtype)
+        buf = self.bufs.get(key)
+        if buf is None:
+            if len(self.bufs) > 16:
+                self.bufs.clear()
+            buf = self.bufs[key] = torch.empty(shape, dtype=dtype)
+        return buf
+
+
+_SCRATCH = _Scratch()
+
+
 def _check_border(border: str) -> None:
     if border not in BORDERS:
         raise ValueError(f"unknown border '{border}': use one of {', '.join(BORDERS)}")
@@ -156,11 +179,23 @@ def _shift(t: torch.Tensor, axis: int, r: int, n: int) -> Callable[[int], torch.
     return lambda j: t.narrow(axis, r + j, n)
 
 
-def _row_pass(t: torch.Tensor, k: Kernel) -> torch.Tensor:
+def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
     """Correlate the last axis of ``t`` (already padded by ``len(k)//2`` each side) with ``k``.
 
     Mirrors OpenCV's float32 row filters (SymmRowSmallVec_32f for 3/5 taps, RowVec_32f otherwise).
+    ``out`` (3-tap kernels only) receives the result instead of a new tensor.
     """
+    if out is not None and len(k) == 3:
+        r, n = 1, t.shape[-1] - 2
+        s3 = _shift(t, -1, r, n)
+        if k[0] == k[2]:
+            torch.add(s3(-1), s3(1), out=out)
+            if k[2] != 1:
+                out.mul_(k[2])
+            return out.add_(s3(0), alpha=k[1])
+        if k[1] == 0 and k[0] == -k[2]:
+            torch.sub(s3(1), s3(-1), out=out)
+            return out.mul_(k[2]) if k[2] != 1 else out
     r = len(k) // 2
     n = t.shape[-1] - 2 * r
     s = _shift(t, -1, r, n)
@@ -197,8 +232,23 @@ def _row_pass(t: torch.Tensor, k: Kernel) -> torch.Tensor:
     return out
 
 
-def _col_pass(t: torch.Tensor, k: Kernel) -> torch.Tensor:
-    """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's column-filter order."""
+def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's column-filter order.
+
+    ``out`` (3-tap kernels only) receives the result instead of a new tensor.
+    """
+    if out is not None and len(k) == 3:
+        n = t.shape[-2] - 2
+        s3 = _shift(t, -2, 1, n)
+        if k[0] == k[2]:
+            if abs(k[1]) == 2 and k[2] == 1:
+                return torch.add(s3(-1), s3(1), out=out).add_(s3(0), alpha=k[1])
+            torch.mul(s3(0), k[1], out=out)
+            return out.add_(torch.add(s3(-1), s3(1)), alpha=k[2])
+        if k[1] == 0 and k[0] == -k[2]:
+            if abs(k[2]) == 1:
+                return torch.sub(s3(1), s3(-1), out=out) if k[2] > 0 else torch.sub(s3(-1), s3(1), out=out)
+            return torch.sub(s3(1), s3(-1), out=out).mul_(k[2])
     r = len(k) // 2
     n = t.shape[-2] - 2 * r
     s = _shift(t, -2, r, n)
@@ -553,8 +603,19 @@ def gradient_magnitude(
 
 def _fused_magnitude(d: Kernel, s: Kernel, norm: str) -> Callable[[torch.Tensor], tuple[torch.Tensor, ...]]:
     def fn(p: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        gx = _col_pass(_row_pass(p, d), s)
-        gy = _col_pass(_row_pass(p, s), d)
+        # 3x3 Sobel/Scharr inside the blocked CPU path (whose results are always copied into the output):
+        # reuse scratch buffers; the arithmetic is the same as below.
+        if len(d) == 3 and _DEST.view is not None:
+            m, one, hp, wp = p.shape
+            row_shape = torch.Size((m, one, hp, wp - 2))
+            col_shape = torch.Size((m, one, hp - 2, wp - 2))
+            rd = _row_pass(p, d, _SCRATCH.get(0, row_shape, p.dtype))
+            rs = _row_pass(p, s, _SCRATCH.get(1, row_shape, p.dtype))
+            gx = _col_pass(rd, s, _SCRATCH.get(2, col_shape, p.dtype))
+            gy = _col_pass(rs, d, _SCRATCH.get(3, col_shape, p.dtype))
+        else:
+            gx = _col_pass(_row_pass(p, d), s)
+            gy = _col_pass(_row_pass(p, s), d)
         if norm == "l1":
             return (gx.abs_().add_(gy.abs_()),)
         sq = gx.mul_(gx).addcmul_(gy, gy)

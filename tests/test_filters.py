@@ -202,3 +202,16 @@ def test_magnitude_gradient_finite_on_flat_image():
     x = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
     f.gradient_magnitude(x).sum().backward()
     assert torch.isfinite(x.grad).all()
+
+
+def test_fast_path_results_do_not_alias_across_calls() -> None:
+    """The CPU fast path reuses scratch buffers between blocks: results must stay independent."""
+    a, b = torch.rand(6, 3, 300, 300), torch.rand(6, 3, 300, 300)
+    for norm in ("l2", "l1"):
+        ma = f.gradient_magnitude(a, norm=norm)
+        keep = ma.clone()
+        mb = f.gradient_magnitude(b, norm=norm)
+        assert torch.equal(ma, keep)
+        assert not torch.equal(ma, mb)
+        ref = f.magnitude(*f.sobel(a.double()), norm).float()
+        assert torch.allclose(ma, ref, atol=1e-4)
