@@ -183,19 +183,8 @@ def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
     """Correlate the last axis of ``t`` (already padded by ``len(k)//2`` each side) with ``k``.
 
     Mirrors OpenCV's float32 row filters (SymmRowSmallVec_32f for 3/5 taps, RowVec_32f otherwise).
-    ``out`` (3-tap kernels only) receives the result instead of a new tensor.
+    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
     """
-    if out is not None and len(k) == 3:
-        r, n = 1, t.shape[-1] - 2
-        s3 = _shift(t, -1, r, n)
-        if k[0] == k[2]:
-            torch.add(s3(-1), s3(1), out=out)
-            if k[2] != 1:
-                out.mul_(k[2])
-            return out.add_(s3(0), alpha=k[1])
-        if k[1] == 0 and k[0] == -k[2]:
-            torch.sub(s3(1), s3(-1), out=out)
-            return out.mul_(k[2]) if k[2] != 1 else out
     r = len(k) // 2
     n = t.shape[-1] - 2 * r
     s = _shift(t, -1, r, n)
@@ -205,7 +194,7 @@ def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
     if r == 0:
         return s(0) * c[0]
     if sym and r == 1:
-        out = s(-1) + s(1)
+        out = torch.add(s(-1), s(1), out=out)
         if c[1] != 1:
             out.mul_(c[1])
         return out.add_(s(0), alpha=c[0])
@@ -218,7 +207,7 @@ def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
         out.add_(s(0), alpha=c[0])
         return out.add_(s(2) + s(-2), alpha=c[2])
     if anti and r == 1:
-        out = s(1) - s(-1)
+        out = torch.sub(s(1), s(-1), out=out)
         return out.mul_(c[1]) if c[1] != 1 else out
     if anti and r == 2:
         out = s(1) - s(-1)
@@ -235,20 +224,8 @@ def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
 def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
     """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's column-filter order.
 
-    ``out`` (3-tap kernels only) receives the result instead of a new tensor.
+    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
     """
-    if out is not None and len(k) == 3:
-        n = t.shape[-2] - 2
-        s3 = _shift(t, -2, 1, n)
-        if k[0] == k[2]:
-            if abs(k[1]) == 2 and k[2] == 1:
-                return torch.add(s3(-1), s3(1), out=out).add_(s3(0), alpha=k[1])
-            torch.mul(s3(0), k[1], out=out)
-            return out.add_(torch.add(s3(-1), s3(1)), alpha=k[2])
-        if k[1] == 0 and k[0] == -k[2]:
-            if abs(k[2]) == 1:
-                return torch.sub(s3(1), s3(-1), out=out) if k[2] > 0 else torch.sub(s3(-1), s3(1), out=out)
-            return torch.sub(s3(1), s3(-1), out=out).mul_(k[2])
     r = len(k) // 2
     n = t.shape[-2] - 2 * r
     s = _shift(t, -2, r, n)
@@ -259,12 +236,12 @@ def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
         return s(0) * c[0]
     if sym and r == 1:
         if abs(c[0]) == 2 and c[1] == 1:
-            return (s(-1) + s(1)).add_(s(0), alpha=c[0])
-        return (s(0) * c[0]).add_(s(-1) + s(1), alpha=c[1])
+            return torch.add(s(-1), s(1), out=out).add_(s(0), alpha=c[0])
+        return torch.mul(s(0), c[0], out=out).add_(s(-1) + s(1), alpha=c[1])
     if anti and r == 1:
         if abs(c[1]) == 1:
-            return s(1) - s(-1) if c[1] > 0 else s(-1) - s(1)
-        return (s(1) - s(-1)).mul_(c[1])
+            return torch.sub(s(1), s(-1), out=out) if c[1] > 0 else torch.sub(s(-1), s(1), out=out)
+        return torch.sub(s(1), s(-1), out=out).mul_(c[1])
     if sym:
         out = s(0) * c[0]
         for j in range(1, r + 1):
