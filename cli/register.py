@@ -130,10 +130,7 @@ def _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, in
     h0 = torch.from_numpy(read_homography(init)) if init is not None else None
     hgt = torch.from_numpy(read_homography(gt)) if gt is not None else None
     with progress_bar(not (quiet or json_out), "registering") as update:
-        n_levels: list[int] = [0]
-
         def progress(p: Any) -> None:
-            n_levels[0] = p.num_levels
             update(description=f"level {p.num_levels - p.level}/{p.num_levels}", info=f"loss {p.loss:.5g}")
 
         res = register_pair(img_a.tensor(dev), img_b.tensor(dev), cfg, ma, mb, h0, progress)
