@@ -130,6 +130,7 @@ def _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, in
     h0 = torch.from_numpy(read_homography(init)) if init is not None else None
     hgt = torch.from_numpy(read_homography(gt)) if gt is not None else None
     with progress_bar(not (quiet or json_out), "registering") as update:
+
         def progress(p: Any) -> None:
             update(description=f"level {p.num_levels - p.level}/{p.num_levels}", info=f"loss {p.loss:.5g}")
 
