@@ -46,9 +46,16 @@ Kernel = tuple[float, ...]
 
 
 class _Dest(threading.local):
-    """Where the CPU block loop wants the current block's (single) result written, if the fn can."""
+    """What the block loop tells the filter functions about the block they are computing.
+
+    ``view``: where the CPU block loop wants the block's (single) result written, if the fn can.
+    ``channels`` / ``first``: the image's channel count C and the flat index (b * C + c) of the block's first
+    channel-image, so that OpenCV's per-row scalar tail (which depends on W * C) can be reproduced.
+    """
 
     view: torch.Tensor | None = None
+    channels: int = 1
+    first: int = 0
 
 
 _DEST = _Dest()
@@ -180,6 +187,16 @@ def _shift(t: torch.Tensor, axis: int, r: int, n: int) -> Callable[[int], torch.
 
 
 def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Correlate the last axis of ``t`` (padded by ``len(k)//2`` each side) with ``k``, OpenCV's tail included."""
+    return _opencv_tail(t, k, "row", _row_vec(t, k, out))
+
+
+def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, OpenCV's float32 tail included."""
+    return _opencv_tail(t, k, "col", _col_vec(t, k, out))
+
+
+def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
     """Correlate the last axis of ``t`` (already padded by ``len(k)//2`` each side) with ``k``.
 
     Mirrors OpenCV's float32 row filters (SymmRowSmallVec_32f for 3/5 taps, RowVec_32f otherwise).
@@ -221,8 +238,8 @@ def _row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
     return out
 
 
-def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
-    """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's column-filter order.
+def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+    """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's SIMD column-filter order.
 
     ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
     """
@@ -259,6 +276,70 @@ def _col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> to
     return out
 
 
+# OpenCV's float32 row and column filters run over a row of W * C interleaved values (x * C + c) in 8-lane
+# SIMD steps (AVX2) and finish the last (W * C) % 8 values with scalar code that adds in another order.
+# Measured against cv2 5.0 (tests/test_filters.py): the column filter [1, 2, 1] computes its tail as
+# (a + 2b) + c; the row filter [1, 2, 1] does the same for its tail in pairs, and the row filters [3, 10, 3] and
+# [1, 4, 6, 4, 1] compute an odd last value centre first: fma(a + c, 3, 10b), 6c + 4(b + d) + (a + e).
+_SIMD_LANES = 8
+_121 = (1.0, 2.0, 1.0)
+_TAIL_RULES: dict[tuple[str, Kernel], str] = {
+    ("col", _121): "all",
+    ("row", _121): "pairs",
+    ("row", (3.0, 10.0, 3.0)): "odd_last",
+    ("row", (1.0, 4.0, 6.0, 4.0, 1.0)): "odd_last",
+}
+
+
+def _tail_mask(m: int, w: int, x0: int, rule: str, device: torch.device) -> torch.Tensor | None:
+    """(m, 1, 1, w - x0) mask of the values of columns [x0, w) that OpenCV computes in its scalar tail."""
+    ch, first = _DEST.channels, _DEST.first
+    n = w * ch
+    n8 = n - n % _SIMD_LANES
+    cols = torch.arange(x0, w, device=device)
+    chan = (torch.arange(first, first + m, device=device) % ch).view(m, 1, 1, 1)
+    flat = cols * ch + chan
+    odd_last = (flat == n - 1) if (n - n8) % 2 else torch.zeros_like(flat, dtype=torch.bool)
+    if rule == "all":
+        mask = flat >= n8
+    elif rule == "pairs":
+        mask = (flat >= n8) & ~odd_last
+    else:
+        mask = odd_last
+    return mask if bool(mask.any()) else None
+
+
+def _opencv_tail(t: torch.Tensor, k: Kernel, axis: str, out: torch.Tensor) -> torch.Tensor:
+    """Redo the values of ``out`` that OpenCV's float32 scalar tail adds in another order (see ``_TAIL_RULES``)."""
+    rule = _TAIL_RULES.get((axis, k))
+    if rule is None or out.dtype != torch.float32:
+        return out
+    w = out.shape[-1]
+    n = w * _DEST.channels
+    if n % _SIMD_LANES == 0:
+        return out
+    x0 = (n - n % _SIMD_LANES) // _DEST.channels
+    mask = _tail_mask(out.shape[0], w, x0, rule, out.device)
+    if mask is None:
+        return out
+    r = len(k) // 2
+    if axis == "row":
+        s = _shift(t[..., x0:], -1, r, w - x0)
+    else:
+        s = _shift(t[..., x0:], -2, r, out.shape[-2])
+    if k == _121:
+        alt = (s(-1) + 2.0 * s(0)) + s(1)
+    elif r == 1:
+        alt = ((s(-1) + s(1)).double() * k[0] + (s(0) * k[1]).double()).float()  # one fused multiply-add
+    else:
+        alt = (s(0) * k[2]).add_(s(-1) + s(1), alpha=k[1]).add_(s(-2) + s(2), alpha=k[0])
+    fixed = torch.where(mask, alt, out[..., x0:])
+    if out.requires_grad:
+        return torch.cat([out[..., :x0], fixed], dim=-1)
+    out[..., x0:] = fixed
+    return out
+
+
 def _separable(p: torch.Tensor, kx: Kernel, ky: Kernel) -> torch.Tensor:
     """Row pass then column pass on a padded (..., H + 2ry, W + 2rx) tensor -> (..., H, W)."""
     return _col_pass(_row_pass(p, kx), ky)
@@ -275,7 +356,10 @@ def _laplacian_padded(p: torch.Tensor, ksize: int) -> torch.Tensor:
         out = at(-1, 0) + at(0, -1)
         out.add_(at(0, 0), alpha=-4.0)
         return out.add_(at(0, 1)).add_(at(1, 0))
-    out = at(-1, -1) + at(-1, 1)  # [[2,0,2],[0,-8,0],[2,0,2]] as OpenCV sums it: 2 (tl + tr + (bl + br)) - 8 c
+    if _DEST.channels > 1:  # [[2,0,2],[0,-8,0],[2,0,2]] as OpenCV sums it for C > 1: in kernel order
+        out = at(-1, -1).mul(2.0).add_(at(-1, 1), alpha=2.0).add_(at(0, 0), alpha=-8.0)
+        return out.add_(at(1, -1), alpha=2.0).add_(at(1, 1), alpha=2.0)
+    out = at(-1, -1) + at(-1, 1)  # ... and for C = 1: 2 (tl + tr + (bl + br)) - 8 c
     out.add_(at(1, -1) + at(1, 1)).mul_(2.0)
     return out.add_(at(0, 0), alpha=-8.0)
 
@@ -315,27 +399,32 @@ def _run(
     n = b * c
     xf = x.reshape(n, 1, h, w)
     fast = x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
-    if not fast or n * (h + 2 * ry) * (w + 2 * rx) <= 2 * _BLOCK_ELEMS:
-        ys = fn(pad(xf.to(cdt), rx, rx, ry, ry, border))
-        return tuple(y.to(odt).reshape(b, c, ho, wo) for y in ys)
-    outs = [torch.empty((n, 1, ho, wo), dtype=odt) for _ in range(n_out)]
-    jobs = _blocks(n, h, w, ho, rx, ry)
+    _DEST.channels, _DEST.first = c, 0
+    try:
+        if not fast or n * (h + 2 * ry) * (w + 2 * rx) <= 2 * _BLOCK_ELEMS:
+            ys = fn(pad(xf.to(cdt), rx, rx, ry, ry, border))
+            return tuple(y.to(odt).reshape(b, c, ho, wo) for y in ys)
+        outs = [torch.empty((n, 1, ho, wo), dtype=odt) for _ in range(n_out)]
+        jobs = _blocks(n, h, w, ho, rx, ry)
 
-    def work(job: tuple[int, int, int, int]) -> None:
-        i0, i1, r0, r1 = job
-        _DEST.view = outs[0][i0:i1, :, r0:r1] if n_out == 1 and odt == cdt else None
-        try:
-            ys = fn(_padded_block(xf, i0, i1, r0, r1, h, rx, ry, border).to(cdt))
-        finally:
-            _DEST.view = None
-        for o, y in zip(outs, ys, strict=True):
-            dst = o[i0:i1, :, r0:r1]
-            if y.data_ptr() != dst.data_ptr():  # the fused magnitude writes straight into the output
-                dst.copy_(y)
+        def work(job: tuple[int, int, int, int]) -> None:
+            i0, i1, r0, r1 = job
+            _DEST.view = outs[0][i0:i1, :, r0:r1] if n_out == 1 and odt == cdt else None
+            _DEST.first = i0
+            try:
+                ys = fn(_padded_block(xf, i0, i1, r0, r1, h, rx, ry, border).to(cdt))
+            finally:
+                _DEST.view = None
+            for o, y in zip(outs, ys, strict=True):
+                dst = o[i0:i1, :, r0:r1]
+                if y.data_ptr() != dst.data_ptr():  # the fused magnitude writes straight into the output
+                    dst.copy_(y)
 
-    for job in jobs:
-        work(job)
-    return tuple(o.reshape(b, c, ho, wo) for o in outs)
+        for job in jobs:
+            work(job)
+        return tuple(o.reshape(b, c, ho, wo) for o in outs)
+    finally:
+        _DEST.channels, _DEST.first = 1, 0
 
 
 def _blocks(n: int, h: int, w: int, ho: int, rx: int, ry: int) -> list[tuple[int, int, int, int]]:

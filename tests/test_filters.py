@@ -65,6 +65,40 @@ def test_float32_parity_sobel_scharr_laplacian(float_img, border):
         assert np.abs(_np(lap) - cv2.Laplacian(float_img, cv2.CV_32F, ksize=ksize, borderType=bt)).max() <= 1e-4
 
 
+@pytest.mark.parametrize(("width", "channels"), [(37, 1), (45, 3), (29, 4), (13, 5), (61, 3)])
+def test_float32_parity_with_opencv_scalar_tail(width, channels):
+    """W * C not a multiple of 8: OpenCV finishes each row with scalar code that adds in another order."""
+    img = (np.random.default_rng(width).random((23, width, channels)) * 255).astype(np.float32)
+    x = _t(img)
+    refs = {
+        "sobel3": (cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)),
+        "sobel5": (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=5), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=5)),
+        "scharr": (cv2.Scharr(img, cv2.CV_32F, 1, 0), cv2.Scharr(img, cv2.CV_32F, 0, 1)),
+    }
+    ours = {"sobel3": f.sobel(x), "sobel5": f.sobel(x, ksize=5), "scharr": f.scharr(x)}
+    for name, (rx, ry) in refs.items():
+        gx, gy = ours[name]
+        assert np.abs(_np(gx) - rx.reshape(_np(gx).shape)).max() <= 1e-4, name
+        assert np.abs(_np(gy) - ry.reshape(_np(gy).shape)).max() <= 1e-4, name
+    for ksize in (1, 3):
+        ref = cv2.Laplacian(img, cv2.CV_32F, ksize=ksize)
+        lap = _np(f.laplacian(x, ksize))
+        assert np.abs(lap - ref.reshape(lap.shape)).max() <= 1e-4
+
+
+def test_float32_tail_parity_in_the_blocked_path():
+    """A batch big enough for the CPU block loop: each block must know its images' channels."""
+    imgs = (np.random.default_rng(5).random((40, 100, 93, 3)) * 255).astype(np.float32)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+    gx, gy = f.sobel(x)
+    mag = f.gradient_magnitude(x)
+    for i in (0, 17, 39):
+        rx, ry = cv2.Sobel(imgs[i], cv2.CV_32F, 1, 0), cv2.Sobel(imgs[i], cv2.CV_32F, 0, 1)
+        assert np.abs(gx[i].permute(1, 2, 0).numpy() - rx).max() <= 1e-4
+        assert np.abs(gy[i].permute(1, 2, 0).numpy() - ry).max() <= 1e-4
+        assert np.abs(mag[i].permute(1, 2, 0).numpy() - cv2.magnitude(rx, ry)).max() <= 1e-3
+
+
 def test_laplacian_5_and_scaled_derivatives_close(rgb8):
     x = _t(rgb8)
     ref = cv2.Laplacian(rgb8, cv2.CV_32F, ksize=5)
@@ -115,9 +149,12 @@ def test_many_channels_and_batches_equal_per_image():
     x = torch.rand(3, 5, 23, 31)
     gx, gy = f.sobel(x, ksize=5)
     for b in range(3):
-        for c in range(5):
+        bx, by = f.sobel(x[b : b + 1], ksize=5)  # batch items are independent, bit for bit
+        assert torch.equal(gx[b], bx[0]) and torch.equal(gy[b], by[0])
+        for c in range(5):  # channels too, up to OpenCV's W * C dependent rounding in the last columns
             sx, sy = f.sobel(x[b : b + 1, c : c + 1], ksize=5)
-            assert torch.equal(gx[b, c], sx[0, 0]) and torch.equal(gy[b, c], sy[0, 0])
+            torch.testing.assert_close(gx[b, c], sx[0, 0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(gy[b, c], sy[0, 0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("border", ["reflect101", "replicate", "constant", "valid"])
