@@ -207,27 +207,21 @@ def _as_hwc(image: Any) -> np.ndarray:
 def encode_png(image: Any, bits: int = 8, compress_level: int | None = None) -> bytes:
     """Encode an image in [0, 1] as PNG bytes (8 or 16 bits; values are clipped and rounded).
 
-    ``compress_level`` 0-9 (zlib; None: the encoder's default, 6). 1 is about 3x faster and what
-    ``cv2.imwrite`` uses, for ~10% bigger files.
+    ``compress_level`` 0-9 (zlib; None: 6). 1 is several times faster (zlib's run-length strategy, as
+    ``cv2.imwrite`` uses) for files about as small on filtered images.
     """
-    import imageio.v3 as iio
+    from .png16 import encode_png_array
 
     if bits not in (8, 16):
         raise UsageError(f"PNG bit depth must be 8 or 16, not {bits}")
-    arr = _as_hwc(image).astype(np.float64)
-    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+    arr = _as_hwc(image)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    elif not np.isfinite(arr).all():
         arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
     peak = 255 if bits == 8 else 65535
-    q = np.clip(np.rint(arr * peak), 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
-    if bits == 16:
-        from .png16 import encode_png16
-
-        return encode_png16(q) if compress_level is None else encode_png16(q, level=compress_level)
-    if q.shape[2] == 1:
-        q = q[:, :, 0]
-    if compress_level is None:
-        return iio.imwrite("<bytes>", q, extension=".png")
-    return iio.imwrite("<bytes>", q, extension=".png", compress_level=compress_level)
+    q = np.clip(np.rint(arr * np.float32(peak)), 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+    return encode_png_array(q, 6 if compress_level is None else compress_level)
 
 
 def write_png(path: str | os.PathLike[str], image: Any, bits: int = 8) -> Path:

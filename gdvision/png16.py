@@ -1,7 +1,10 @@
-"""A small PNG codec for what Pillow (behind imageio) mishandles: 16-bit colour images.
+"""A small PNG codec: 16-bit colour images (which Pillow, behind imageio, mishandles) and fast 8/16-bit writing.
 
-Pillow decodes 16-bit RGB/RGBA PNGs to 8 bits and cannot encode them, so gdvision reads and writes those
-itself. Only non-interlaced, non-palette PNGs are handled here; everything else goes through imageio.
+Pillow decodes 16-bit RGB/RGBA PNGs to 8 bits and cannot encode them, so gdvision reads those itself. Writing
+(8 or 16 bits, gray, gray+alpha, RGB, RGBA) is done here too: one vectorised Up filter and zlib, which at level 1
+with zlib's run-length strategy (what ``cv2.imwrite`` uses) is about 4x faster than Pillow's encoder at its
+level 1, for files no bigger. Only non-interlaced, non-palette PNGs are decoded here; everything else goes through
+imageio.
 """
 
 from __future__ import annotations
@@ -103,20 +106,31 @@ def _chunk(kind: bytes, payload: bytes) -> bytes:
     return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
 
 
-def encode_png16(arr: np.ndarray, level: int = 6) -> bytes:
-    """Encode a uint16 array (H, W) or (H, W, C) with C in 1..4 as a 16-bit PNG (Up filter on every row)."""
+def encode_png_array(arr: np.ndarray, level: int = 6) -> bytes:
+    """Encode a uint8 or uint16 array (H, W) or (H, W, C) with C in 1..4 as an 8- or 16-bit PNG.
+
+    Every row gets the Up filter. ``level`` is zlib's 0-9; at level 1 zlib's run-length strategy is used
+    (like ``cv2.imwrite``'s default), otherwise its default strategy.
+
+    Example:
+        >>> encode_png_array(np.zeros((4, 5, 3), np.uint8))[:8] == _SIG
+        True
+    """
     a = np.asarray(arr)
+    if a.dtype not in (np.uint8, np.uint16):
+        raise ValueError(f"PNG arrays must be uint8 or uint16, not {a.dtype}")
     if a.ndim == 2:
         a = a[:, :, None]
     h, w, c = a.shape
     ctype = {1: 0, 2: 4, 3: 2, 4: 6}[c]
-    rows = np.ascontiguousarray(a.astype(">u2")).view(np.uint8).reshape(h, w * c * 2)
-    up = rows.copy()
-    up[1:] = (rows[1:].astype(np.int16) - rows[:-1].astype(np.int16)).astype(np.uint8)
-    filtered = np.concatenate([np.full((h, 1), 2, np.uint8), up], axis=1)
+    depth = 8 * a.dtype.itemsize
+    rows = np.ascontiguousarray(a.astype(">u2") if depth == 16 else a).view(np.uint8).reshape(h, -1)
+    filtered = np.empty((h, rows.shape[1] + 1), np.uint8)
+    filtered[:, 0] = 2
     filtered[0, 0] = 0
     filtered[0, 1:] = rows[0]
-    ihdr = struct.pack(">IIBBBBB", w, h, 16, ctype, 0, 0, 0)
-    return (
-        _SIG + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(filtered.tobytes(), level)) + _chunk(b"IEND", b"")
-    )
+    np.subtract(rows[1:], rows[:-1], out=filtered[1:, 1:])  # uint8 arithmetic wraps modulo 256, as PNG wants
+    ihdr = struct.pack(">IIBBBBB", w, h, depth, ctype, 0, 0, 0)
+    z = zlib.compressobj(level, zlib.DEFLATED, 15, 8, zlib.Z_RLE if level == 1 else zlib.Z_DEFAULT_STRATEGY)
+    idat = z.compress(filtered.data) + z.flush()
+    return _SIG + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")

@@ -241,3 +241,21 @@ def test_first_order_converges_and_detects_nan() -> None:
         minimize_first_order(lambda q: (q * float("nan")).sum(1), torch.zeros(1, 2), StepConfig(method="adam"))
     with pytest.raises(SolverError, match="diverged"):
         minimize_first_order(lambda q: -((q - 0.1) ** 4).sum(1) - 1, torch.ones(1, 2), StepConfig(method="sgd", lr=1.0))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 4])
+@pytest.mark.parametrize("bits", [8, 16])
+@pytest.mark.parametrize("level", [1, 6])
+def test_png_encoder_round_trips_through_opencv(channels: int, bits: int, level: int) -> None:
+    from gdvision.io import encode_png
+
+    peak = 2**bits - 1
+    q = np.random.default_rng(channels + bits).integers(0, peak + 1, size=(9, 13, channels))
+    data = encode_png(q / peak, bits, compress_level=level)
+    back = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if channels >= 3:  # OpenCV returns BGR(A)
+        back = back[..., [2, 1, 0, 3][:channels]]
+    elif channels == 2:  # ... and gray + alpha as BGRA
+        back = back[..., [0, 3]]
+    assert back.dtype == (np.uint8 if bits == 8 else np.uint16)
+    np.testing.assert_array_equal(back.reshape(q.shape), q)
