@@ -139,3 +139,115 @@ def say(quiet: bool, message: str) -> None:
     """Print a human summary line on stderr unless quiet."""
     if not quiet:
         typer.echo(message, err=True)
+
+
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="CSV (header row) or JSON Lines file with one item per row: run them all (needs --out-dir). "
+        "Columns per command: see README 'Batch runs'. Works under torchrun for several processes/machines.",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="With --manifest: continue the run in --out-dir (finished items are kept)."),
+]
+OverwriteOpt = Annotated[bool, typer.Option(help="With --manifest: redo every item (old logs are set aside).")]
+MinMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--min-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is below VALUE (repeatable)."
+    ),
+]
+MaxMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is above VALUE (repeatable)."
+    ),
+]
+
+
+def check_manifest_usage(manifest: Path | None, out_dir: Path | None, single: list[Any]) -> None:
+    """UsageError unless exactly one of single-item arguments and ``--manifest`` (with ``--out-dir``) is given."""
+    if manifest is None:
+        return
+    if any(v not in (None, False, [], ()) for v in single):
+        raise UsageError("give either the inputs of one item or --manifest, not both")
+    if out_dir is None:
+        raise UsageError("--manifest needs --out-dir")
+
+
+def run_manifest_command(
+    make_job: Callable[[Any], Any],
+    manifest: Path,
+    out_dir: Path,
+    *,
+    device: str,
+    batch_size: int = 16,
+    overwrite: bool = False,
+    resume: bool = False,
+    max_error: float | None = None,
+    min_metric: list[str] | None = None,
+    max_metric: list[str] | None = None,
+    json_out: bool = False,
+    quiet: bool = False,
+) -> None:
+    """The ``--manifest`` path shared by every subcommand: run, report, apply the CI thresholds, set the exit code.
+
+    ``make_job(device)`` builds the :class:`gdvision.batch.Job`. Under torchrun only rank 0 reports.
+    Exit 1 when an item failed or a threshold is crossed (the regressed items are named).
+    """
+    from gdvision.batch import check_thresholds, manifest_items, parse_bounds
+    from gdvision.distributed import rank_device, rank_from_env, run_manifest
+
+    check_positive("--batch-size", batch_size)
+    check_positive("--max-error", max_error, allow_zero=True)
+    upper = parse_bounds(max_metric, "--max-metric")
+    lower = parse_bounds(min_metric, "--min-metric")
+    if overwrite and resume:
+        raise UsageError("--resume and --overwrite exclude each other")
+    r = rank_from_env()
+    dev = rank_device(device, r)
+    job = make_job(dev)
+    if max_error is not None:
+        if job.error_metric is None:
+            raise UsageError(f"{job.name} has no error metric for --max-error: use --max-metric NAME=VALUE")
+        upper.setdefault(job.error_metric, max_error)
+    items = manifest_items(manifest, job, out_dir)
+    show = not (quiet or json_out) and r.rank == 0
+    with progress_bar(show, job.name) as update:
+        summary = run_manifest(
+            job,
+            items,
+            out_dir,
+            r,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            resume=resume,
+            progress=lambda done, total, info: update(completed=done, total=total, info=info),
+        )
+    if summary is None:  # not rank 0: rank 0 reports for everyone
+        return
+    report = summary.as_dict()
+    report.update({"command": job.name, "out_dir": str(out_dir), "log": str(out_dir / "run.jsonl"), "ranks": r.world})
+    problems = check_thresholds(list(summary.records.values()), upper, lower)
+    if problems:
+        report["regressions"] = problems
+    if json_out:
+        emit_json(report)
+    elif not quiet:
+        line = (
+            f"{job.name}: {report['ok']} of {report['items']} items done ({report['done_now']} now, "
+            f"{report['already_done']} earlier), {report['failed']} failed, {report['seconds']:.1f} s"
+        )
+        for name, agg in report["metrics"].items():
+            if name in upper or name in lower or name == job.error_metric:
+                line += f"; median {name} {agg['median']:.5g}"
+        say(quiet, line + f" -> {out_dir / 'run.jsonl'}")
+        for f in report["failures"]:
+            typer.echo(f"failed: {f['id']}: {f['error']}", err=True)
+    for p in problems:
+        typer.echo(f"error: regression: {p}", err=True)
+    if problems or report["failed"]:
+        raise typer.Exit(1)

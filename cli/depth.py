@@ -10,24 +10,21 @@ import typer
 from .common import (
     DeviceOpt,
     JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    OverwriteOpt,
     QuietOpt,
+    ResumeOpt,
     SeedOpt,
+    check_manifest_usage,
     check_output,
     check_positive,
     emit_json,
     handle_errors,
     progress_bar,
+    run_manifest_command,
     say,
-)
-
-OUTPUT_FILES = (
-    "depth.npy",
-    "depth.pfm",
-    "depth16.png",
-    "depth_preview.png",
-    "confidence.png",
-    "points.ply",
-    "summary.json",
 )
 
 
@@ -76,6 +73,14 @@ def depth(
     gt_kind: Annotated[
         str, typer.Option(help="depth, or disparity in pixels (rectified pair: left x matches right x - d).")
     ] = "depth",
+    manifest: ManifestOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error: Annotated[
+        float | None, typer.Option(help="With --manifest and gt: exit 1 if the median AbsRel exceeds this.")
+    ] = None,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -98,8 +103,33 @@ def depth(
       gdvision depth --views ref.jpg a.jpg b.jpg --cameras sparse/0/ --out-dir out/ --json
 
       gdvision depth left.png right.png -c calib.json -o out/ --gt disp.npy --gt-kind disparity
+
+      gdvision depth --manifest scenes.csv -o out/ --max-error 0.05   (columns: views "ref;src1;...", cameras,
+      optional gt, gt_kind, min_depth, max_depth, id; outputs in out/<id>/)
     """
     del views_flag
+    check_manifest_usage(manifest, out_dir, [views, cameras, gt])
+    if manifest is not None:
+        from gdvision.jobs import DepthJob
+
+        opts = dict(min_depth=min_depth, max_depth=max_depth, alpha=alpha, smoothness=smoothness, iters=iters)
+        opts.update(finest_iters=finest_iters, levels=levels, init=init, planes=planes, gray=gray)
+        opts.update(gt_kind=gt_kind, seed=seed)
+        assert out_dir is not None
+        run_manifest_command(
+            lambda d: DepthJob({**opts, "device": str(d)}),
+            manifest,
+            out_dir,
+            device=device,
+            overwrite=overwrite,
+            resume=resume,
+            max_error=max_error,
+            min_metric=min_metric,
+            max_metric=max_metric,
+            json_out=json_out,
+            quiet=quiet,
+        )
+        return
     if not views or len(views) < 2:
         raise typer.BadParameter("give the reference image and at least one source image", param_hint="VIEWS")
     if cameras is None:
@@ -122,9 +152,13 @@ def depth(
         raise UsageError(f"--gt-kind must be depth or disparity, got '{gt_kind}'")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
+    from gdvision.depth_job import OUTPUT_FILES
+
     inputs = [*views, cameras] + ([gt] if gt else [])
     for name in OUTPUT_FILES:
         check_output(out_dir / name, inputs)
+
+    from gdvision.depth_job import run_depth_job
 
     show = not (quiet or json_out)
     with progress_bar(show, "depth") as update:
@@ -137,7 +171,7 @@ def depth(
                 info=f"loss {p.loss:.4f}",
             )
 
-        summary = _run(
+        summary = run_depth_job(
             views=views,
             cameras=cameras,
             out_dir=out_dir,
@@ -170,137 +204,3 @@ def depth(
         if m:
             parts = [f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)]
             say(quiet, "vs ground truth: " + ", ".join(parts))
-
-
-def _run(
-    views: list[Path],
-    cameras: Path,
-    out_dir: Path,
-    min_depth: float | None,
-    max_depth: float | None,
-    alpha: float,
-    smoothness: float,
-    iters: int,
-    finest_iters: int,
-    levels: int | None,
-    init: str,
-    planes: int,
-    gray: bool,
-    gt: Path | None,
-    gt_kind: str,
-    device: str,
-    seed: int | None,
-    progress: Any,
-) -> dict[str, Any]:
-    """Load the views and cameras, solve, write every output; return the summary."""
-    import numpy as np
-    import torch
-
-    from gdvision import depth_metrics as dm
-    from gdvision import depth_output as do
-    from gdvision.cameras import cameras_for_views, read_cameras
-    from gdvision.depth import DepthConfig, View, estimate_depth, rectified_pair
-    from gdvision.device import resolve_device, seed_everything
-    from gdvision.errors import InputError
-    from gdvision.io import read_image, to_gray, write_json, write_npy, write_png
-
-    dev = resolve_device(device)
-    seed_everything(seed if seed is not None else 0)
-    cam_set = read_cameras(cameras)
-    images = [read_image(v) for v in views]
-    chans = {im.channels for im in images}
-    if len(chans) != 1:
-        raise InputError(f"views mix channel counts {sorted(chans)}: give all gray or all colour images")
-    cams = cameras_for_views(cam_set, list(views), [(im.height, im.width) for im in images])
-    vlist = []
-    for im, cam, path in zip(images, cams, views, strict=True):
-        t = im.tensor()
-        t = t.clamp(0, 1)
-        if gray:
-            t = to_gray(t)
-        vlist.append(View(t, torch.from_numpy(cam.K), torch.from_numpy(cam.world_to_cam), im.mask_tensor(), path.name))
-    cfg = DepthConfig(
-        min_depth=min_depth,
-        max_depth=max_depth,
-        alpha=alpha,
-        smoothness=smoothness,
-        iters=iters,
-        finest_iters=finest_iters,
-        levels=levels,
-        init=init,
-        sweep_planes=planes or None,
-    )
-    res = estimate_depth(vlist[0], vlist[1:], cfg, progress=progress, device=dev)
-    depth = res.depth.numpy()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_npy(out_dir / "depth.npy", depth.astype(np.float32))
-    do.write_pfm(out_dir / "depth.pfm", depth)
-    scale = do.depth_png16_scale(depth)
-    do.write_depth_png16(out_dir / "depth16.png", depth, scale)
-    do.write_depth_preview(out_dir / "depth_preview.png", depth)
-    write_png(out_dir / "confidence.png", res.confidence.numpy())
-    pts, col = do.depth_to_points(depth, cams[0].K, cams[0].world_to_cam, images[0].array)
-    do.write_ply(out_dir / "points.ply", pts, col)
-    known = np.isfinite(depth)
-    summary: dict[str, Any] = {
-        "reference": str(views[0]),
-        "sources": [str(v) for v in views[1:]],
-        "cameras": str(cameras),
-        "camera_format": cam_set.kind,
-        "size_wh": [int(depth.shape[1]), int(depth.shape[0])],
-        "depth_range_used": [res.min_depth, res.max_depth],
-        "depth_stats": {
-            "min": float(np.nanmin(depth)) if known.any() else None,
-            "median": float(np.nanmedian(depth)) if known.any() else None,
-            "max": float(np.nanmax(depth)) if known.any() else None,
-        },
-        "known_fraction": float(known.mean()),
-        "mean_confidence": float(res.confidence.mean()),
-        "png16_scale": scale,
-        "png16_note": "depth = value / png16_scale; 0 = unknown",
-        "levels": res.levels,
-        "seconds": res.seconds,
-        "device": str(dev),
-        "outputs": {name.split(".")[0]: str(out_dir / name) for name in OUTPUT_FILES},
-    }
-    if gt is not None:
-        g = _read_gt(gt, depth.shape)
-        rect = rectified_pair(vlist[0], vlist[1]) if len(vlist) == 2 else None
-        if gt_kind == "disparity":
-            if rect is None:
-                raise InputError(f"--gt-kind disparity needs a rectified pair of views; '{cameras}' is not one")
-            g_depth = dm.disparity_to_depth(g, *rect)
-            g_disp = g
-        else:
-            g_depth, g_disp = g, (dm.depth_to_disparity(g, *rect) if rect else None)
-        metrics = dm.depth_metrics(depth, g_depth)
-        if rect is not None and g_disp is not None:
-            d_disp = dm.depth_to_disparity(depth, *rect)
-            metrics.update(dm.disparity_metrics(d_disp, np.where(np.isfinite(g_depth), g_disp, np.nan)))
-        summary["metrics"] = metrics
-        summary["gt"] = {"path": str(gt), "kind": gt_kind}
-    write_json(out_dir / "summary.json", summary)
-    return summary
-
-
-def _read_gt(path: Path, shape: tuple[int, ...]) -> Any:
-    import numpy as np
-
-    from gdvision.depth_output import read_pfm
-    from gdvision.errors import InputError, UsageError
-
-    if not path.exists():
-        raise UsageError(f"file not found: '{path}'")
-    if path.suffix.lower() == ".pfm":
-        g = read_pfm(path)
-    elif path.suffix.lower() == ".npy":
-        try:
-            g = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001
-            raise InputError(f"cannot read ground truth '{path}': {exc}") from None
-    else:
-        raise UsageError(f"ground truth '{path}' must be .npy or .pfm")
-    g = np.squeeze(np.asarray(g, dtype=np.float64))
-    if g.shape != tuple(shape):
-        raise InputError(f"ground truth '{path}' has shape {g.shape}, the reference image is {tuple(shape)}")
-    return np.where(np.isfinite(g) & (g > 0), g, np.nan)

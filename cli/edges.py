@@ -7,13 +7,30 @@ from typing import Annotated
 
 import typer
 
-from .common import DeviceOpt, JsonOpt, QuietOpt, check_positive, emit_json, handle_errors, progress_bar, say
+from .common import (
+    DeviceOpt,
+    JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    QuietOpt,
+    ResumeOpt,
+    check_manifest_usage,
+    check_positive,
+    emit_json,
+    handle_errors,
+    progress_bar,
+    run_manifest_command,
+    say,
+)
 
 
 @handle_errors
 def edges(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (their images, sorted) or glob patterns.")],
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the results (created).")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Image files, folders (their images, sorted) or glob patterns.")
+    ] = None,
     op: Annotated[str, typer.Option("--op", help="sobel | scharr | laplacian | canny.")] = "sobel",
     what: Annotated[
         str,
@@ -46,6 +63,10 @@ def edges(
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images of one size computed together.")] = 16,
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding and encoding files.")] = 2,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
+    manifest: ManifestOpt = None,
+    resume: ResumeOpt = False,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
     threads: Annotated[
         int, typer.Option("--threads", help="CPU threads for torch's compute (0: torch's default, all cores).")
     ] = 0,
@@ -70,6 +91,8 @@ def edges(
         gdvision edges photos/ --op canny --low 50 --high 150 --out-dir edges/
 
         gdvision edges 'scans/*.png' --op sobel --what dx --ksize 5 --format npy -o grads/
+
+        gdvision edges --manifest files.csv -o edges/ --resume   (column: image; a run.jsonl log, resumable)
     """
     from gdvision.device import resolve_device
     from gdvision.edges import FORMATS, EdgeConfig, output_paths, run_edges
@@ -79,20 +102,40 @@ def edges(
     cfg = EdgeConfig(op=op, what=what, ksize=3 if op == "scharr" else ksize, border=border, norm=norm)
     cfg.low, cfg.high, cfg.sigma = low, high, sigma
     cfg.validate()
-    dev = resolve_device(device)
-    paths = list_images(inputs)
-    if not paths:
-        raise UsageError(f"no images found in {', '.join(inputs)}")
+    check_manifest_usage(manifest, out_dir, [inputs])
     if fmt not in FORMATS:
         raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
-    check_positive("--batch-size", batch_size)
     check_positive("--workers", workers)
-    output_paths(paths, out_dir, fmt)  # name clashes / overwriting an input: fail before any work
     check_positive("--threads", threads, allow_zero=True)
     if threads:
         import torch
 
         torch.set_num_threads(threads)
+    if manifest is not None:
+        from gdvision.jobs import EdgesJob
+
+        run_manifest_command(
+            lambda d: EdgesJob(cfg, d, fmt, workers),
+            manifest,
+            out_dir,
+            device=device,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            resume=resume,
+            min_metric=min_metric,
+            max_metric=max_metric,
+            json_out=json_out,
+            quiet=quiet,
+        )
+        return
+    if not inputs:
+        raise UsageError("give image files, folders or globs, or --manifest FILE")
+    dev = resolve_device(device)
+    paths = list_images(inputs)
+    if not paths:
+        raise UsageError(f"no images found in {', '.join(inputs)}")
+    check_positive("--batch-size", batch_size)
+    output_paths(paths, out_dir, fmt)  # name clashes / overwriting an input: fail before any work
     with progress_bar(not quiet and not json_out, "edges") as update:
         summary = run_edges(
             paths,

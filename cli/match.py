@@ -10,14 +10,21 @@ import typer
 from .common import (
     DeviceOpt,
     JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    OverwriteOpt,
     QuietOpt,
+    ResumeOpt,
     SeedOpt,
+    check_manifest_usage,
     check_output,
     check_positive,
     emit_json,
     fail,
     handle_errors,
     progress_bar,
+    run_manifest_command,
     say,
 )
 
@@ -82,11 +89,17 @@ def match(
     upsample: UpsampleOpt = None,
     contrast_threshold: ContrastOpt = 0.04,
     gt: Annotated[Path | None, typer.Option(help="True H (JSON): report the mean corner error in pixels.")] = None,
-    pairs: Annotated[
-        Path | None, typer.Option(help="CSV with columns a,b[,gt]: match many pairs (needs --out-dir).")
+    manifest: ManifestOpt = None,
+    pairs: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    max_error: Annotated[
+        float | None,
+        typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
     ] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Folder for --pairs results (<stemA>__<stemB>.json).")] = None,
-    overwrite: Annotated[bool, typer.Option(help="With --pairs: redo pairs whose result already exists.")] = False,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -104,22 +117,18 @@ def match(
 
       gdvision match a.png b.png --matcher smnn --refine --json
 
-      gdvision match --pairs pairs.csv --out-dir results/
+      gdvision match --manifest pairs.csv --out-dir results/ --min-metric inliers=30
+
+    A manifest has columns a, b and optionally gt (JSON with the true H) and id.
     """
     from gdvision.errors import UsageError
 
     check_positive("--ransac-threshold", ransac_threshold)
     check_positive("--ransac-iters", ransac_iters)
-    if pairs is None and (a is None or b is None):
-        raise UsageError("give two images A and B, or --pairs FILE --out-dir DIR")
-    if pairs is not None and (a is not None or b is not None):
-        raise UsageError("give either two images or --pairs, not both")
-    if pairs is not None and out_dir is None:
-        raise UsageError("--pairs needs --out-dir")
-    if pairs is not None and (out or out_matches or out_viz or gt):
-        raise UsageError(
-            "--out/--out-matches/--out-viz/--gt apply to one pair; with --pairs use --out-dir and a gt column"
-        )
+    manifest = manifest or pairs
+    check_manifest_usage(manifest, out_dir, [a, b, out, out_matches, out_viz, gt])
+    if manifest is None and (a is None or b is None):
+        raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
 
     from gdvision.device import resolve_device, seed_everything
     from gdvision.match import MatchConfig
@@ -137,9 +146,23 @@ def match(
         refine=refine,
     )
     cfg.validate()
-    if pairs is not None:
+    if manifest is not None:
+        from gdvision.jobs import MatchJob
+
         assert out_dir is not None
-        _run_pairs(pairs, out_dir, cfg, dev, overwrite, json_out, quiet)
+        run_manifest_command(
+            lambda d: MatchJob(cfg, d),
+            manifest,
+            out_dir,
+            device=device,
+            overwrite=overwrite,
+            resume=resume,
+            max_error=max_error,
+            min_metric=min_metric,
+            max_metric=max_metric,
+            json_out=json_out,
+            quiet=quiet,
+        )
         return
     assert a is not None and b is not None
     for o in (out, out_matches, out_viz):
@@ -175,37 +198,6 @@ def match(
         if not quiet and out is None:
             key = "H" if "H" in rec else "F"
             typer.echo(f"{key} = " + str([[round(v, 8) for v in row] for row in rec[key]]))
-
-
-def _run_pairs(pairs: Path, out_dir: Path, cfg, dev, overwrite: bool, json_out: bool, quiet: bool) -> None:
-    from gdvision.match import solve_match_pairs
-    from gdvision.pairs import read_pairs, run_pairs
-
-    items = read_pairs(pairs, out_dir)
-    with progress_bar(not (quiet or json_out), "pairs") as update:
-        summary = run_pairs(
-            items,
-            lambda group: solve_match_pairs(group, cfg, dev),
-            out_dir,
-            batch_key=lambda ld: ld[0].index,
-            batch_size=1,
-            overwrite=overwrite,
-            on_progress=lambda done, total: update(completed=done, total=total),
-        )
-    report = summary.as_dict()
-    report["out_dir"] = str(out_dir)
-    if json_out:
-        emit_json(report)
-    elif not quiet:
-        line = f"{summary.done} done, {summary.skipped} already done, {summary.failed} failed of {summary.total} pairs"
-        if "corner_error_px" in report:
-            ce = report["corner_error_px"]
-            line += f"; corner error median {ce['median']:.4f} px, {ce['success_rate_3px'] * 100:.1f}% < 3 px"
-        say(quiet, line)
-        for f in summary.failures:
-            typer.echo(f"failed: {f['a']} , {f['b']}: {f['error']}", err=True)
-    if summary.failed:
-        raise typer.Exit(1)
 
 
 @handle_errors

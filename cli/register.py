@@ -10,14 +10,20 @@ import typer
 from .common import (
     DeviceOpt,
     JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    OverwriteOpt,
     QuietOpt,
+    ResumeOpt,
     SeedOpt,
+    check_manifest_usage,
     check_output,
     check_positive,
     emit_json,
-    fail,
     handle_errors,
     progress_bar,
+    run_manifest_command,
     say,
 )
 
@@ -56,15 +62,18 @@ def register(
     iters: Annotated[int, typer.Option(help="Iteration cap per pyramid level.")] = 50,
     lr: Annotated[float, typer.Option(help="Initial step scale for the first-order losses (ssim, mi).")] = 2e-3,
     tol: Annotated[float, typer.Option(help="Stop a level when the loss improves by less than this fraction.")] = 1e-5,
-    pairs: Annotated[
-        Path | None, typer.Option(help="CSV with columns a,b[,gt]: register many pairs (needs --out-dir).")
-    ] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Folder for --pairs results (<stemA>__<stemB>.json).")] = None,
-    batch_size: Annotated[int, typer.Option(help="With --pairs: pairs of equal size solved together.")] = 16,
-    overwrite: Annotated[bool, typer.Option(help="With --pairs: redo pairs whose result already exists.")] = False,
+    manifest: ManifestOpt = None,
+    pairs: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")] = None,
+    out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
+    batch_size: Annotated[int, typer.Option(help="With --manifest: pairs of equal size solved together.")] = 16,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
     max_error: Annotated[
-        float | None, typer.Option(help="With --pairs and gt: exit 1 if the median corner error exceeds this (px).")
+        float | None,
+        typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
     ] = None,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -82,7 +91,9 @@ def register(
 
       gdvision register t1.png pd.png --loss mi --model similarity --json
 
-      gdvision register --pairs pairs.csv --out-dir results/ --max-error 0.5
+      gdvision register --manifest pairs.csv --out-dir results/ --max-error 0.5
+
+    A manifest has columns a, b and optionally gt (JSON with the true H), model, loss, id.
     """
     from gdvision.errors import UsageError
 
@@ -94,12 +105,10 @@ def register(
         raise UsageError(f"unknown --model '{model}': use one of {', '.join(MODELS)}")
     if loss not in LOSSES:
         raise UsageError(f"unknown --loss '{loss}': use one of {', '.join(LOSSES)}")
-    if pairs is None and (a is None or b is None):
-        raise UsageError("give two images A and B, or --pairs FILE --out-dir DIR")
-    if pairs is not None and (a is not None or b is not None):
-        raise UsageError("give either two images or --pairs, not both")
-    if pairs is not None and out_dir is None:
-        raise UsageError("--pairs needs --out-dir")
+    manifest = manifest or pairs
+    check_manifest_usage(manifest, out_dir, [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt])
+    if manifest is None and (a is None or b is None):
+        raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
 
     from gdvision.device import resolve_device, seed_everything
     from gdvision.register import RegisterConfig
@@ -108,9 +117,24 @@ def register(
     seed_everything(seed)
     cfg = RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol)
     cfg.validate()
-    if pairs is not None:
+    if manifest is not None:
+        from gdvision.jobs import RegisterJob
+
         assert out_dir is not None
-        _run_pairs(pairs, out_dir, cfg, dev, batch_size, overwrite, max_error, json_out, quiet, mask_a, mask_b)
+        run_manifest_command(
+            lambda d: RegisterJob(cfg, d),
+            manifest,
+            out_dir,
+            device=device,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            resume=resume,
+            max_error=max_error,
+            min_metric=min_metric,
+            max_metric=max_metric,
+            json_out=json_out,
+            quiet=quiet,
+        )
         return
     assert a is not None and b is not None
     _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, init, gt, json_out, quiet)
@@ -170,46 +194,3 @@ def _mask(path: Path | None, img: Any, dev: Any) -> Any:
         raise InputError(f"mask '{path}' is {mk.width}x{mk.height}, image is {img.width}x{img.height}")
     t = (torch.from_numpy(mk.array.max(axis=2) > 0).float()[None, None]).to(dev)
     return t if m is None else t * m
-
-
-def _run_pairs(pairs, out_dir, cfg, dev, batch_size, overwrite, max_error, json_out, quiet, mask_a, mask_b) -> None:
-    from gdvision.pairs import check_max_error, read_pairs, run_pairs
-    from gdvision.register import solve_loaded_pairs
-
-    if mask_a is not None or mask_b is not None:
-        from gdvision.errors import UsageError
-
-        raise UsageError("--mask-a/--mask-b apply to a single pair, not to --pairs")
-    items = read_pairs(pairs, out_dir)
-    with progress_bar(not (quiet or json_out), "pairs") as update:
-        summary = run_pairs(
-            items,
-            lambda group: solve_loaded_pairs(group, cfg, dev),
-            out_dir,
-            batch_key=lambda ld: (ld[1].height, ld[1].width, ld[2].height, ld[2].width),
-            batch_size=batch_size,
-            overwrite=overwrite,
-            on_progress=lambda done, total: update(completed=done, total=total),
-        )
-    report = summary.as_dict()
-    report["out_dir"] = str(out_dir)
-    regression = check_max_error(summary, max_error)
-    if regression:
-        report["regression"] = regression
-    if json_out:
-        emit_json(report)
-    elif not quiet:
-        line = f"{summary.done} done, {summary.skipped} already done, {summary.failed} failed of {summary.total} pairs"
-        if "corner_error_px" in report:
-            ce = report["corner_error_px"]
-            line += (
-                f"; corner error median {ce['median']:.4f} px, mean {ce['mean']:.4f} px, "
-                f"{ce['success_rate_3px'] * 100:.1f}% < 3 px"
-            )
-        say(quiet, line)
-        for f in summary.failures:
-            typer.echo(f"failed: {f['a']} , {f['b']}: {f['error']}", err=True)
-    if regression:
-        fail(regression, 1)
-    if summary.failed:
-        raise typer.Exit(1)

@@ -54,6 +54,7 @@ from .optim import Progress, StepConfig, minimize_first_order
 MODES = ("match", "unmatch")
 PERTURB = ("a", "b", "both")
 INITS = ("zero", "blend", "texture")
+LOSSES = ("ratio", "paper")
 
 
 def default_attack_features() -> FeatureConfig:
@@ -104,6 +105,11 @@ class AttackConfig:
     ransac_threshold: float = 3.0
     init: str = "texture"
     focus: bool = True
+    loss: str = "ratio"
+    kill_radius: float = 10.0
+    quantize: bool = True
+    keep_best: bool = True
+    stop_inliers: int = 0
 
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work."""
@@ -126,6 +132,12 @@ class AttackConfig:
                 raise UsageError(f"--{name} must be in [0, 1e6], got {v}")
         if not 0 < self.radius <= 1000:
             raise UsageError(f"--radius must be in (0, 1000] px, got {self.radius}")
+        if self.loss not in LOSSES:
+            raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
+        if not 0 < self.kill_radius <= 1000:
+            raise UsageError(f"kill radius must be in (0, 1000] px, got {self.kill_radius}")
+        if self.stop_inliers < 0:
+            raise UsageError(f"stop_inliers must be >= 0, got {self.stop_inliers}")
         if self.init not in INITS:
             raise UsageError(f"--init must be one of {', '.join(INITS)}, got '{self.init}'")
         if self.eval_every < 0:
@@ -324,15 +336,106 @@ def untargeted_loss(
     return loc + alpha * desc
 
 
+def _mapped(fa: Features, fb: Features, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``H(p)`` of A's keypoints (Na, 2, differentiable), the detached squared pixel distances (Na, Nb) from them
+    to B's keypoints, and the detached descriptor distances (Na, Nb)."""
+    pa = apply_homography(H.to(fa.xy.dtype), fa.xy)
+    with torch.no_grad():
+        dxy = torch.cdist(pa.detach(), fb.xy.detach()) ** 2
+        dd = torch.cdist(fa.desc.detach(), fb.desc.detach())
+    return pa, dxy, dd
+
+
+def ratio_targeted_loss(
+    fa: Features,
+    fb: Features,
+    H: torch.Tensor,
+    radius: float,
+    alpha: float,
+    margin: float,
+    ratio: float = 0.8,
+) -> torch.Tensor:
+    """Ratio-test-aware targeted loss (scalar): for each keypoint ``p`` of A with B keypoints within ``radius`` px
+    of ``H(p)``, the most similar of them (descriptor) is its partner ``q``; the loss is the mean squared distance
+    ``|H(p) - q|^2 / radius^2`` plus ``alpha`` times the summed hinge ``relu(d(p, q) - ratio d(p, n) + margin)``
+    over the keypoints of A, ``n`` the nearest descriptor of B farther than ``radius`` (the match that beats
+    ``q``), divided by the keypoint count of A. Exactly the condition for ``p -> q`` to pass Lowe's ratio test."""
+    if len(fa) == 0 or len(fb) < 2:
+        return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+    pa, dxy, dd = _mapped(fa, fb, H)
+    r2 = radius * radius
+    near = dxy < r2
+    has = near.any(1)
+    if not bool(has.any()):
+        return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+    inf = torch.full_like(dd, float("inf"))
+    j = torch.argmin(torch.where(near, dd, inf), 1)
+    k = torch.argmin(torch.where(near, inf, dd), 1)
+    ia = torch.nonzero(has)[:, 0]
+    j, k = j[ia], k[ia]
+    d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
+    d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
+    hinge = torch.relu(d_pos - ratio * d_neg + margin)
+    loc = ((pa[ia] - fb.xy[j]) ** 2).sum(1) / r2
+    n = max(len(fa), 1)
+    return loc.sum() / n + alpha * hinge.sum() / n
+
+
+def ratio_untargeted_loss(
+    fa: Features,
+    fb: Features,
+    H: torch.Tensor,
+    radius: float,
+    alpha: float,
+    margin: float,
+    ratio: float = 0.8,
+) -> torch.Tensor:
+    """Ratio-test-aware untargeted loss (scalar, >= 0): for each keypoint ``p`` of A, ``d_pos`` is its smallest
+    descriptor distance to the B keypoints within ``radius`` px of ``H(p)`` and ``d_neg`` to the others; a match of
+    ``p`` to any B keypoint near ``H(p)`` fails the ratio test once ``d_pos >= ratio d_neg``, so the loss is the
+    summed hinge ``relu(ratio d_neg + margin - d_pos)`` (plus ``exp(-d^2 / radius^2)`` of the partner, pushing it
+    away), divided by the keypoint count of A."""
+    zero = fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+    if len(fa) == 0 or len(fb) < 2:
+        return zero
+    pa, dxy, dd = _mapped(fa, fb, H)
+    r2 = radius * radius
+    near = dxy < r2
+    inf = torch.full_like(dd, float("inf"))
+    pos = torch.where(near, dd, inf)
+    neg = torch.where(near, inf, dd)
+    dp, j = pos.min(1)
+    dn, k = neg.min(1)
+    active = torch.isfinite(dp) & torch.isfinite(dn) & (ratio * dn + margin > dp)
+    if not bool(active.any()):
+        return zero
+    ia = torch.nonzero(active)[:, 0]
+    j, k = j[ia], k[ia]
+    d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
+    d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
+    hinge = torch.relu(ratio * d_neg + margin - d_pos)
+    push = torch.exp(-((pa[ia] - fb.xy[j]) ** 2).sum(1) / r2)
+    n = max(len(fa), 1)
+    return push.sum() / n + alpha * hinge.sum() / n
+
+
 def consistent_matches(fa: Features, fb: Features, H: torch.Tensor, threshold: float, ratio: float = 0.8) -> int:
     """Ratio-test matches A -> B whose B point lies within ``threshold`` px of ``H(p)`` (a cheap inlier proxy)."""
+    return match_counts(fa, fb, H, (threshold,), ratio)[0]
+
+
+def match_counts(
+    fa: Features, fb: Features, H: torch.Tensor, radii: tuple[float, ...], ratio: float = 0.8
+) -> list[int]:
+    """For each radius, the ratio-test matches A -> B whose B point lies within it (px) of ``H(p)``."""
     if len(fa) == 0 or len(fb) == 0:
-        return 0
+        return [0] * len(radii)
     idx, _ = match_descriptors(fa.desc.detach(), fb.desc.detach(), "ratio", ratio)
     if idx.shape[0] == 0:
-        return 0
+        return [0] * len(radii)
     pa = apply_homography(H.to(fa.xy.dtype), fa.xy.detach()[idx[:, 0]])
-    return int(((pa - fb.xy.detach()[idx[:, 1]]).norm(dim=1) < threshold).sum())
+    d = (pa - fb.xy.detach()[idx[:, 1]]).norm(dim=1)
+    return [int((d < r).sum()) for r in radii]
 
 
 # ------------------------------------------------------------------------------------------- solver
@@ -470,59 +573,85 @@ def attack_pair(
     a0, b0 = a.detach().float(), b.detach().float()
     na, nb = (a0.numel() if use_a else 0), (b0.numel() if use_b else 0)
     same = a0.shape == b0.shape
-    state: dict[str, Any] = {"it": 0, "consistent": None}
+    state: dict[str, Any] = {"it": 0, "consistent": None, "best": None, "best_score": None}
 
     def images(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         xa, xb = a0, b0
         if use_a:
             xa = apply_perturbation(a0, bounded_perturbation(p[0, :na].view_as(a0), cfg.eps, ma))
+            if cfg.quantize:
+                xa = _quantize_ste(xa, a0, cfg.eps, ma)
         if use_b:
             xb = apply_perturbation(b0, bounded_perturbation(p[0, na:].view_as(b0), cfg.eps, mb))
+            if cfg.quantize:
+                xb = _quantize_ste(xb, b0, cfg.eps, mb)
         return xa, xb
+
+    def features(xa: torch.Tensor, xb: torch.Tensor) -> tuple[Features, Features]:
+        if same:
+            f = detect_and_describe(torch.cat([xa, xb]), cfg.features)
+            return f.image(0), f.image(1)
+        return detect_and_describe(xa, cfg.features), detect_and_describe(xb, cfg.features)
+
+    def score(fa: Features, fb: Features, p: torch.Tensor) -> None:
+        """Count the H-consistent (and, unmatch, the near-H) ratio matches of the current pixels; keep the best."""
+        cons, near = match_counts(fa, fb, H, (cfg.ransac_threshold, cfg.kill_radius))
+        state["consistent"], state["near"] = cons, near
+        sc = (cons, 0) if cfg.mode == "match" else (-near, -cons)
+        if state["best_score"] is None or sc > state["best_score"]:
+            state["best_score"], state["best"] = sc, p.detach().clone()
 
     def loss_fn(p: torch.Tensor) -> torch.Tensor:
         xa, xb = images(p)
-        if same:
-            f = detect_and_describe(torch.cat([xa, xb]), cfg.features)
-            fa, fb = f.image(0), f.image(1)
+        fa, fb = features(xa, xb)
+        if cfg.loss == "paper":
+            if cfg.mode == "match":
+                main = targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.focus)
+            else:
+                main = untargeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
+        elif cfg.mode == "match":
+            main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
         else:
-            fa, fb = detect_and_describe(xa, cfg.features), detect_and_describe(xb, cfg.features)
-        if cfg.mode == "match":
-            main = targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.focus)
-        else:
-            main = untargeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
+            main = ratio_untargeted_loss(fa, fb, H, cfg.kill_radius, cfg.alpha, cfg.margin)
         reg = xa.new_zeros(())
         if use_a:
             reg = reg + ((xa - a0) ** 2).mean()
         if use_b:
             reg = reg + ((xb - b0) ** 2).mean()
         state["it"] += 1
-        if cfg.eval_every and (state["it"] % cfg.eval_every == 1 or cfg.eval_every == 1):
-            state["consistent"] = consistent_matches(fa, fb, H, cfg.ransac_threshold)
+        if track or (cfg.eval_every and (state["it"] % cfg.eval_every == 1 or cfg.eval_every == 1)):
+            score(fa, fb, p)
         return (main + cfg.beta * reg).reshape(1)
-
-    def on_progress(pr: Progress) -> None:
-        if progress is not None:
-            progress(AttackProgress(pr.iteration, cfg.steps, pr.loss, state["consistent"]))
 
     losses: list[float] = []
 
     def record(pr: Progress) -> None:
         losses.append(pr.loss)
-        on_progress(pr)
+        if progress is not None:
+            progress(AttackProgress(pr.iteration, cfg.steps, pr.loss, state["consistent"]))
+        if cfg.stop_inliers and state["best_score"] is not None and cfg.mode == "match":
+            if state["best_score"][0] >= cfg.stop_inliers:
+                raise _Stop
 
+    track = cfg.keep_best or cfg.stop_inliers > 0
     p0 = torch.zeros(1, na + nb, dtype=a0.dtype, device=a0.device)
     if cfg.init != "zero":
         p0 = _initial_params(a0, b0, H, cfg, use_a, use_b)
     step = StepConfig(method="adam", lr=cfg.lr, iters=cfg.steps, tol=0.0, patience=cfg.steps + 1)
     step.divergence_factor = 1e6
     t0 = time.perf_counter()
+    stopped = False
     try:
         p, _, iters = minimize_first_order(loss_fn, p0, step, record)
+    except _Stop:
+        p, iters, stopped = state["best"], state["it"], True
     except SolverError as exc:
         raise SolverError(f"attack failed: {exc}") from exc
-    seconds = time.perf_counter() - t0
     with torch.no_grad():
+        if track and not stopped:  # the last step's result was never scored
+            score(*features(*images(p)), p)
+        if cfg.keep_best and state["best"] is not None:
+            p = state["best"]
         xa, xb = images(p)
         qa = quantize_within_budget(xa, a0, cfg.eps) if use_a else a0
         qb = quantize_within_budget(xb, b0, cfg.eps) if use_b else b0
@@ -530,7 +659,20 @@ def attack_pair(
             qa = torch.where(ma > 0, qa, a0)
         if mb is not None:
             qb = torch.where(mb > 0, qb, b0)
+    seconds = time.perf_counter() - t0
     return AttackResult(qa, qb, qa - a0, qb - b0, losses, iters, seconds, state["consistent"])
+
+
+class _Stop(Exception):
+    """Raised by the progress hook to end the optimisation early (the target was reached)."""
+
+
+def _quantize_ste(x: torch.Tensor, x0: torch.Tensor, eps: float, mask: torch.Tensor | None) -> torch.Tensor:
+    """The 8-bit pixels that will be saved (:func:`quantize_within_budget`), with a straight-through gradient."""
+    q = quantize_within_budget(x.detach(), x0, eps)
+    if mask is not None:
+        q = torch.where(mask > 0, q, x0)
+    return x + (q - x).detach()
 
 
 # ------------------------------------------------------------------------------------------- evaluation

@@ -195,8 +195,9 @@ class EdgeRunSummary:
         }
 
 
-def _encode(arr: np.ndarray, fmt: str, path: Path) -> None:
-    """Write one (C, H, W) float32 result (already in [0, 1] for PNG)."""
+def encode_result(arr: np.ndarray, fmt: str, path: Path) -> None:
+    """Write one (C, H, W) float32 result (already in [0, 1] for PNG) atomically, creating its folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     if fmt == "npy":
         write_npy(path, arr[0] if arr.shape[0] == 1 else np.ascontiguousarray(arr.transpose(1, 2, 0)))
         return
@@ -261,8 +262,7 @@ def run_edges(
         tick()
 
     def write(arr: np.ndarray, o: Path) -> None:
-        o.parent.mkdir(parents=True, exist_ok=True)
-        _encode(arr, fmt, o)
+        encode_result(arr, fmt, o)
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
         pending_writes: list[tuple[Path, Future[None]]] = []

@@ -441,12 +441,15 @@ def draw_matches(a: torch.Tensor, b: torch.Tensor, res: MatchResult, max_lines: 
 
 
 def solve_match_pairs(group: list, cfg: MatchConfig, device: torch.device) -> list:
-    """Match each loaded pair of ``group`` (for :func:`gdvision.pairs.run_pairs`); one PairOutcome per pair."""
+    """Match each loaded pair ``(item, image_a, image_b, H_gt or None)`` of ``group``; one Outcome per pair.
+
+    For the batch engine (:class:`gdvision.jobs.MatchJob`).
+    """
+    from .batch import Outcome
     from .errors import GdvisionError
-    from .pairs import PairOutcome
 
     outcomes = []
-    for item, img_a, img_b, gt, _ in group:
+    for item, img_a, img_b, gt in group:
         try:
             res = match_images(img_a.tensor(device), img_b.tensor(device), cfg)
             hgt = None if gt is None else torch.from_numpy(gt)
@@ -457,11 +460,11 @@ def solve_match_pairs(group: list, cfg: MatchConfig, device: torch.device) -> li
                 (img_b.width, img_b.height),
                 device,
                 hgt,
-                (str(item.a), str(item.b)),
+                (str(img_a.path), str(img_b.path)),
             )
-            outcomes.append(PairOutcome(item, rec))
+            outcomes.append(Outcome(item, rec))
         except GdvisionError as exc:
-            outcomes.append(PairOutcome(item, error=str(exc)))
+            outcomes.append(Outcome(item, error=str(exc)))
     return outcomes
 
 

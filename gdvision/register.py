@@ -32,6 +32,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from .batch import Outcome
 from .coords import mean_corner_error
 from .errors import InputError, SolverError, UsageError
 from .filters import central_gradient, gaussian_blur, sobel
@@ -41,7 +42,6 @@ from .losses import mutual_information, ssim_loss
 from .motion import LADDER, check_model, model_matrix, model_matrix_jacobian, motion_to_pixel, normalizer
 from .optim import ProgressFn, StepConfig, coarse_to_fine, minimize_lm
 from .overlay import checkerboard
-from .pairs import PairOutcome
 from .pyramid import downsample_mask, gaussian_pyramid, num_levels
 from .warp import inside_mask, sample_points, stack_rows, warp_perspective
 
@@ -601,9 +601,10 @@ def warp_to_b(a: torch.Tensor, b: torch.Tensor, H: torch.Tensor) -> tuple[torch.
     return warped, checkerboard(ga, gb, 8, mask)
 
 
-def solve_loaded_pairs(group: list, cfg: RegisterConfig, device: torch.device) -> list[PairOutcome]:
-    """Register a group of loaded pairs of equal sizes as one batch (for :func:`gdvision.pairs.run_pairs`).
+def solve_loaded_pairs(group: list, cfg: RegisterConfig, device: torch.device) -> list[Outcome]:
+    """Register loaded pairs ``(item, image_a, image_b, H_gt or None)`` of equal sizes as one batch.
 
+    For the batch engine (:class:`gdvision.jobs.RegisterJob`); one :class:`gdvision.batch.Outcome` per pair.
     Pairs are converted to luminance so that gray and colour images batch together; alpha masks apply.
     """
     items = [g[0] for g in group]
@@ -616,10 +617,10 @@ def solve_loaded_pairs(group: list, cfg: RegisterConfig, device: torch.device) -
     outcomes = []
     for k, g in enumerate(group):
         if res.failed is not None and bool(res.failed[k]):
-            outcomes.append(PairOutcome(items[k], error="registration failed: no valid overlap or a folded transform"))
+            outcomes.append(Outcome(items[k], error="registration failed: no valid overlap or a folded transform"))
             continue
         hgt = None if g[3] is None else torch.from_numpy(g[3])
-        outcomes.append(PairOutcome(items[k], describe_result(res, k, cfg, g[1], g[2], device, hgt, per_pair)))
+        outcomes.append(Outcome(items[k], describe_result(res, k, cfg, g[1], g[2], device, hgt, per_pair)))
     return outcomes
 
 

@@ -124,13 +124,17 @@ def test_match_pairs_batch(pair, tmp_path):
     csv = tmp_path / "pairs.csv"
     csv.write_text(f"a,b,gt\n{a},{b},{gt}\n{a},{tmp_path / 'nope.png'},\n")
     out_dir = tmp_path / "res"
-    r = runner.invoke(app, ["match", "--pairs", str(csv), "--out-dir", str(out_dir), "--device", "cpu", "--json"])
+    args = ["match", "--manifest", str(csv), "--out-dir", str(out_dir), "--device", "cpu", "--json"]
+    r = runner.invoke(app, args)
     assert r.exit_code == 1  # one pair failed, the other was kept
     rep = json.loads(r.stdout)
-    assert rep["done"] == 1 and rep["failed"] == 1
-    assert rep["corner_error_px"]["median"] < 1.0
+    assert rep["ok"] == 1 and rep["failed"] == 1
+    assert rep["metrics"]["corner_error_px"]["median"] < 1.0
+    assert rep["metrics"]["inliers"]["median"] >= 30
     assert (out_dir / "a__b.json").exists()
-    r = runner.invoke(app, ["match", "--pairs", str(csv), "--device", "cpu"])
+    r = runner.invoke(app, [*args, "--resume", "--min-metric", "inliers=100000"])
+    assert r.exit_code == 1 and "a__b" in r.stderr  # the regressed item is named
+    r = runner.invoke(app, ["match", "--manifest", str(csv), "--device", "cpu"])
     assert r.exit_code == 2 and "--out-dir" in r.output
 
 

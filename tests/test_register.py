@@ -180,19 +180,25 @@ def test_cli_pairs_with_corrupt_file_and_resume(pair_files: Path, tmp_path: Path
     rows = [f"a{i}.png,b{i}.png,gt{i}.json" for i in range(3)] + ["a0.png,corrupt.png,"]
     csv.write_text("a,b,gt\n" + "\n".join(rows) + "\n")
     out = tmp_path / "res"
-    r = runner.invoke(app, ["register", "--pairs", str(csv), "--out-dir", str(out), "--json", "--batch-size", "2"])
+    args = ["register", "--manifest", str(csv), "--out-dir", str(out), "--json", "--batch-size", "2"]
+    r = runner.invoke(app, args)
     assert r.exit_code == 1  # one pair failed
     summary = json.loads(r.stdout)
-    assert summary["done"] == 3 and summary["failed"] == 1
-    assert summary["corner_error_px"]["max"] < 0.5
-    assert "corrupt.png" in summary["failures"][0]["b"]
-    assert len((out / "run.jsonl").read_text().splitlines()) == 4
+    assert summary["ok"] == 3 and summary["failed"] == 1
+    assert summary["metrics"]["corner_error_px"]["max"] < 0.5
+    assert summary["failures"][0]["id"] == "a0__corrupt"
+    lines = [json.loads(x) for x in (out / "run.jsonl").read_text().splitlines()]
+    assert len(lines) == 4 and {x["status"] for x in lines} == {"ok", "failed"}
     stamp = (out / "a0__b0.json").stat().st_mtime_ns
-    # resume: finished pairs are not redone, the broken one is retried and fails again
-    r = runner.invoke(app, ["register", "--pairs", str(csv), "--out-dir", str(out), "--json", "--max-error", "1e-9"])
+    # an earlier run's results are never mixed in silently
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--resume" in r.output
+    # resume: finished pairs are not redone, the broken one is retried and fails again; the CI gate names items
+    r = runner.invoke(app, [*args, "--resume", "--max-error", "1e-9"])
     assert r.exit_code == 1
     summary = json.loads(r.stdout.splitlines()[0])
-    assert summary["skipped_existing"] == 3 and "regression" in summary
+    assert summary["already_done"] == 3 and summary["done_now"] == 0 and summary["regressions"]
+    assert "a1__b1" in summary["regressions"][0]
     assert (out / "a0__b0.json").stat().st_mtime_ns == stamp
 
 
