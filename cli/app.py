@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from . import attack as _attack
+from . import compare as _compare
 from . import depth as _depth
 from . import edges as _edges
 from . import match as _match
@@ -30,6 +31,7 @@ app.command("depth", no_args_is_help=True)(_depth.depth)
 app.command("match", no_args_is_help=True)(_match.match)
 app.command("features", no_args_is_help=True)(_match.features)
 app.command("attack", no_args_is_help=True)(_attack.attack)
+app.command("compare", no_args_is_help=True)(_compare.compare)
 
 
 @app.callback(invoke_without_command=True)

@@ -451,6 +451,7 @@ def _initial_params(
     sigma: float = 3.0,
     texture_sigma: float = 1.5,
     seed: int = 0,
+    decoy: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Starting parameters (1, Na + Nb) of the ``blend`` / ``texture`` initialisations.
 
@@ -476,16 +477,24 @@ def _initial_params(
     sign = 1.0 if cfg.mode == "match" else -1.0
     da = sign * share * (b_in_a - detail(a0)) * va  # A's change, A's frame
     db = -sign * share * (b_in_a - detail(a0)) * va  # B's change, A's frame
-    if cfg.init == "texture" and cfg.mode == "match" and use_a and use_b:
+    tex_b = None
+    if cfg.init == "texture" and use_a and use_b and (cfg.mode == "match" or decoy is not None):
         g = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(1, 1, size_a[1], size_a[0], generator=g).to(a0)
         noise = gaussian_blur(noise, texture_sigma)
         noise = torch.tanh(2.0 * noise / noise.std().clamp_min(1e-12))
         room = (cfg.eps - torch.maximum(da.abs(), db.abs())).clamp_min(0.0)
         da = da + room * noise
-        db = db + room * noise
+        if decoy is None:
+            db = db + room * noise
+        else:  # the texture goes where the decoy homography maps it, not where the true one does
+            tex_b, vb = warp_perspective(noise, decoy.to(a0.dtype), size_b)
+            tex_b = tex_b * vb
     za = da.clamp(-cfg.eps, cfg.eps).expand_as(a0)
-    zb = warp_perspective(db.clamp(-cfg.eps, cfg.eps), Hf, size_b)[0].expand_as(b0)
+    zb = warp_perspective(db.clamp(-cfg.eps, cfg.eps), Hf, size_b)[0]
+    if tex_b is not None:
+        zb = zb + (cfg.eps - zb.abs()).clamp_min(0.0) * tex_b
+    zb = zb.expand_as(b0)
     parts = ([za.reshape(-1)] if use_a else []) + ([zb.reshape(-1)] if use_b else [])
     # z such that eps * tanh(z / eps) equals the wanted change (kept off the saturated ends)
     wanted = torch.cat(parts).clamp(-0.97 * cfg.eps, 0.97 * cfg.eps)
