@@ -110,6 +110,7 @@ class AttackConfig:
     quantize: bool = True
     keep_best: bool = True
     stop_inliers: int = 0
+    decoy: bool = True
 
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work."""
@@ -606,7 +607,14 @@ def attack_pair(
         """Count the H-consistent (and, unmatch, the near-H) ratio matches of the current pixels; keep the best."""
         cons, near = match_counts(fa, fb, H, (cfg.ransac_threshold, cfg.kill_radius))
         state["consistent"], state["near"] = cons, near
-        sc = (cons, 0) if cfg.mode == "match" else (-near, -cons)
+        if cfg.mode == "match":
+            sc = (cons, 0)
+        elif decoy is None:
+            sc = (-near, -cons)
+        else:  # the decoy must out-vote what is left of the true matches
+            planted = match_counts(fa, fb, decoy, (cfg.ransac_threshold,))[0]
+            state["decoy"] = planted
+            sc = (planted - near, -near)
         if state["best_score"] is None or sc > state["best_score"]:
             state["best_score"], state["best"] = sc, p.detach().clone()
 
@@ -622,6 +630,8 @@ def attack_pair(
             main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
         else:
             main = ratio_untargeted_loss(fa, fb, H, cfg.kill_radius, cfg.alpha, cfg.margin)
+            if decoy is not None:
+                main = main + ratio_targeted_loss(fa, fb, decoy, cfg.radius, cfg.alpha, cfg.margin)
         reg = xa.new_zeros(())
         if use_a:
             reg = reg + ((xa - a0) ** 2).mean()
@@ -643,9 +653,10 @@ def attack_pair(
                 raise _Stop
 
     track = cfg.keep_best or cfg.stop_inliers > 0
+    decoy = decoy_homography(H, a0.shape[-1], a0.shape[-2]) if cfg.mode == "unmatch" and cfg.decoy else None
     p0 = torch.zeros(1, na + nb, dtype=a0.dtype, device=a0.device)
     if cfg.init != "zero":
-        p0 = _initial_params(a0, b0, H, cfg, use_a, use_b)
+        p0 = _initial_params(a0, b0, H, cfg, use_a, use_b, decoy=decoy)
     step = StepConfig(method="adam", lr=cfg.lr, iters=cfg.steps, tol=0.0, patience=cfg.steps + 1)
     step.divergence_factor = 1e6
     t0 = time.perf_counter()
@@ -670,6 +681,16 @@ def attack_pair(
             qb = torch.where(mb > 0, qb, b0)
     seconds = time.perf_counter() - t0
     return AttackResult(qa, qb, qa - a0, qb - b0, losses, iters, seconds, state["consistent"])
+
+
+def decoy_homography(H: torch.Tensor, width: int, height: int, shift: float = 0.125) -> torch.Tensor:
+    """The wrong homography an ``unmatch`` attack plants matches for: ``x -> H(x + d)``, ``d = shift (W, H)``.
+
+    Its mean corner error against ``H`` is about ``|d|`` (50 px for 320x240), far above any success threshold.
+    """
+    T = torch.eye(3, dtype=H.dtype, device=H.device)
+    T[0, 2], T[1, 2] = shift * width, shift * height
+    return H @ T
 
 
 class _Stop(Exception):
