@@ -178,26 +178,25 @@ def check_manifest_usage(manifest: Path | None, out_dir: Path | None, single: li
         raise UsageError("--manifest needs --out-dir")
 
 
-def run_manifest_command(
-    make_job: Callable[[Any], Any],
-    manifest: Path,
-    out_dir: Path,
-    *,
-    device: str,
-    batch_size: int = 16,
-    overwrite: bool = False,
-    resume: bool = False,
-    max_error: float | None = None,
-    min_metric: list[str] | None = None,
-    max_metric: list[str] | None = None,
-    json_out: bool = False,
-    quiet: bool = False,
-) -> None:
+def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]) -> None:
     """The ``--manifest`` path shared by every subcommand: run, report, apply the CI thresholds, set the exit code.
 
-    ``make_job(device)`` builds the :class:`gdvision.batch.Job`. Under torchrun only rank 0 reports.
+    ``make_job(device)`` builds the :class:`gdvision.batch.Job`. ``options``: the command's parsed options (pass
+    its ``locals()``), of which ``manifest, out_dir, device, batch_size, overwrite, resume, max_error, min_metric,
+    max_metric, json_out, quiet`` are used when present. Under torchrun only rank 0 reports.
     Exit 1 when an item failed or a threshold is crossed (the regressed items are named).
     """
+    manifest: Path = options["manifest"]
+    out_dir: Path = options["out_dir"]
+    device: str = options.get("device", "auto")
+    batch_size: int = options.get("batch_size", 16)
+    overwrite: bool = options.get("overwrite", False)
+    resume: bool = options.get("resume", False)
+    max_error: float | None = options.get("max_error")
+    min_metric: list[str] | None = options.get("min_metric")
+    max_metric: list[str] | None = options.get("max_metric")
+    json_out: bool = options.get("json_out", False)
+    quiet: bool = options.get("quiet", False)
     from gdvision.batch import check_thresholds, manifest_items, parse_bounds
     from gdvision.distributed import rank_device, rank_from_env, run_manifest
 

@@ -109,33 +109,6 @@ def depth(
     """
     del views_flag
     check_manifest_usage(manifest, out_dir, [views, cameras, gt])
-    if manifest is not None:
-        from gdvision.jobs import DepthJob
-
-        opts = dict(min_depth=min_depth, max_depth=max_depth, alpha=alpha, smoothness=smoothness, iters=iters)
-        opts.update(finest_iters=finest_iters, levels=levels, init=init, planes=planes, gray=gray)
-        opts.update(gt_kind=gt_kind, seed=seed)
-        assert out_dir is not None
-        run_manifest_command(
-            lambda d: DepthJob({**opts, "device": str(d)}),
-            manifest,
-            out_dir,
-            device=device,
-            overwrite=overwrite,
-            resume=resume,
-            max_error=max_error,
-            min_metric=min_metric,
-            max_metric=max_metric,
-            json_out=json_out,
-            quiet=quiet,
-        )
-        return
-    if not views or len(views) < 2:
-        raise typer.BadParameter("give the reference image and at least one source image", param_hint="VIEWS")
-    if cameras is None:
-        raise typer.BadParameter("--cameras is required", param_hint="--cameras")
-    if out_dir is None:
-        raise typer.BadParameter("--out-dir is required", param_hint="--out-dir")
     from gdvision.errors import UsageError
 
     for name, v in (("--min-depth", min_depth), ("--max-depth", max_depth)):
@@ -150,6 +123,30 @@ def depth(
         raise UsageError("--iters must be <= 100000 and --planes <= 4096")
     if gt_kind not in ("depth", "disparity"):
         raise UsageError(f"--gt-kind must be depth or disparity, got '{gt_kind}'")
+    from gdvision.depth import DepthConfig
+
+    cfg = DepthConfig(
+        min_depth=min_depth,
+        max_depth=max_depth,
+        alpha=alpha,
+        smoothness=smoothness,
+        iters=iters,
+        finest_iters=finest_iters,
+        levels=levels,
+        init=init,
+        sweep_planes=planes or None,
+    )
+    if manifest is not None:
+        from gdvision.jobs import DepthJob
+
+        run_manifest_command(lambda d: DepthJob(cfg, gray, gt_kind, str(d), seed), locals())
+        return
+    if not views or len(views) < 2:
+        raise typer.BadParameter("give the reference image and at least one source image", param_hint="VIEWS")
+    if cameras is None:
+        raise typer.BadParameter("--cameras is required", param_hint="--cameras")
+    if out_dir is None:
+        raise typer.BadParameter("--out-dir is required", param_hint="--out-dir")
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
     from gdvision.depth_job import OUTPUT_FILES
@@ -172,24 +169,7 @@ def depth(
             )
 
         summary = run_depth_job(
-            views=views,
-            cameras=cameras,
-            out_dir=out_dir,
-            min_depth=min_depth,
-            max_depth=max_depth,
-            alpha=alpha,
-            smoothness=smoothness,
-            iters=iters,
-            finest_iters=finest_iters,
-            levels=levels,
-            init=init,
-            planes=planes,
-            gray=gray,
-            gt=gt,
-            gt_kind=gt_kind,
-            device=device,
-            seed=seed,
-            progress=on_progress,
+            views, cameras, out_dir, cfg, gray, gt, gt_kind, device=device, seed=seed, progress=on_progress
         )
     if json_out:
         emit_json(summary)

@@ -114,19 +114,7 @@ def edges(
     if manifest is not None:
         from gdvision.jobs import EdgesJob
 
-        run_manifest_command(
-            lambda d: EdgesJob(cfg, d, fmt, workers),
-            manifest,
-            out_dir,
-            device=device,
-            batch_size=batch_size,
-            overwrite=overwrite,
-            resume=resume,
-            min_metric=min_metric,
-            max_metric=max_metric,
-            json_out=json_out,
-            quiet=quiet,
-        )
+        run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), locals())
         return
     if not inputs:
         raise UsageError("give image files, folders or globs, or --manifest FILE")

@@ -149,20 +149,7 @@ def match(
     if manifest is not None:
         from gdvision.jobs import MatchJob
 
-        assert out_dir is not None
-        run_manifest_command(
-            lambda d: MatchJob(cfg, d),
-            manifest,
-            out_dir,
-            device=device,
-            overwrite=overwrite,
-            resume=resume,
-            max_error=max_error,
-            min_metric=min_metric,
-            max_metric=max_metric,
-            json_out=json_out,
-            quiet=quiet,
-        )
+        run_manifest_command(lambda d: MatchJob(cfg, d), locals())
         return
     assert a is not None and b is not None
     for o in (out, out_matches, out_viz):

@@ -120,21 +120,7 @@ def register(
     if manifest is not None:
         from gdvision.jobs import RegisterJob
 
-        assert out_dir is not None
-        run_manifest_command(
-            lambda d: RegisterJob(cfg, d),
-            manifest,
-            out_dir,
-            device=device,
-            batch_size=batch_size,
-            overwrite=overwrite,
-            resume=resume,
-            max_error=max_error,
-            min_metric=min_metric,
-            max_metric=max_metric,
-            json_out=json_out,
-            quiet=quiet,
-        )
+        run_manifest_command(lambda d: RegisterJob(cfg, d), locals())
         return
     assert a is not None and b is not None
     _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, init, gt, json_out, quiet)

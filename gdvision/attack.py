@@ -110,7 +110,6 @@ class AttackConfig:
     quantize: bool = True
     keep_best: bool = True
     stop_inliers: int = 0
-    decoy: bool = True
 
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work."""
@@ -169,7 +168,10 @@ class AttackResult:
         adv_a, adv_b: (1, C, H, W) perturbed images, already quantised to 8 bits (values k/255), within budget.
         delta_a, delta_b: ``adv - original`` (1, C, H, W) (zero for an image that was not perturbed).
         losses: loss after each step; iterations: steps run; seconds: wall time of the optimisation.
-        consistent: the last progress count of H-consistent ratio matches (None if never counted).
+        consistent: ratio-test matches A -> B within ``ransac_threshold`` of H: of the returned images with
+            ``keep_best`` (and ``quantize``), else the last progress count (None if never counted).
+        near: with ``keep_best``, the ratio-test matches of the returned images within ``kill_radius`` of H.
+        stopped_early: the target (``stop_inliers``) was reached before ``steps``.
     """
 
     adv_a: torch.Tensor
@@ -180,6 +182,8 @@ class AttackResult:
     iterations: int
     seconds: float
     consistent: int | None = None
+    near: int | None = None
+    stopped_early: bool = False
 
 
 # ------------------------------------------------------------------------------------------- budget
@@ -452,7 +456,6 @@ def _initial_params(
     sigma: float = 3.0,
     texture_sigma: float = 1.5,
     seed: int = 0,
-    decoy: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Starting parameters (1, Na + Nb) of the ``blend`` / ``texture`` initialisations.
 
@@ -478,24 +481,16 @@ def _initial_params(
     sign = 1.0 if cfg.mode == "match" else -1.0
     da = sign * share * (b_in_a - detail(a0)) * va  # A's change, A's frame
     db = -sign * share * (b_in_a - detail(a0)) * va  # B's change, A's frame
-    tex_b = None
-    if cfg.init == "texture" and use_a and use_b and (cfg.mode == "match" or decoy is not None):
+    if cfg.init == "texture" and cfg.mode == "match" and use_a and use_b:
         g = torch.Generator(device="cpu").manual_seed(seed)
         noise = torch.randn(1, 1, size_a[1], size_a[0], generator=g).to(a0)
         noise = gaussian_blur(noise, texture_sigma)
         noise = torch.tanh(2.0 * noise / noise.std().clamp_min(1e-12))
         room = (cfg.eps - torch.maximum(da.abs(), db.abs())).clamp_min(0.0)
         da = da + room * noise
-        if decoy is None:
-            db = db + room * noise
-        else:  # the texture goes where the decoy homography maps it, not where the true one does
-            tex_b, vb = warp_perspective(noise, decoy.to(a0.dtype), size_b)
-            tex_b = tex_b * vb
+        db = db + room * noise
     za = da.clamp(-cfg.eps, cfg.eps).expand_as(a0)
-    zb = warp_perspective(db.clamp(-cfg.eps, cfg.eps), Hf, size_b)[0]
-    if tex_b is not None:
-        zb = zb + (cfg.eps - zb.abs()).clamp_min(0.0) * tex_b
-    zb = zb.expand_as(b0)
+    zb = warp_perspective(db.clamp(-cfg.eps, cfg.eps), Hf, size_b)[0].expand_as(b0)
     parts = ([za.reshape(-1)] if use_a else []) + ([zb.reshape(-1)] if use_b else [])
     # z such that eps * tanh(z / eps) equals the wanted change (kept off the saturated ends)
     wanted = torch.cat(parts).clamp(-0.97 * cfg.eps, 0.97 * cfg.eps)
@@ -607,16 +602,10 @@ def attack_pair(
         """Count the H-consistent (and, unmatch, the near-H) ratio matches of the current pixels; keep the best."""
         cons, near = match_counts(fa, fb, H, (cfg.ransac_threshold, cfg.kill_radius))
         state["consistent"], state["near"] = cons, near
-        if cfg.mode == "match":
-            sc = (cons, 0)
-        elif decoy is None:
-            sc = (-near, -cons)
-        else:  # the decoy must out-vote what is left of the true matches
-            planted = match_counts(fa, fb, decoy, (cfg.ransac_threshold,))[0]
-            state["decoy"] = planted
-            sc = (planted - near, -near)
+        sc = (cons, 0) if cfg.mode == "match" else (-near, -cons)
         if state["best_score"] is None or sc > state["best_score"]:
             state["best_score"], state["best"] = sc, p.detach().clone()
+            state["best_counts"] = (cons, near)
 
     def loss_fn(p: torch.Tensor) -> torch.Tensor:
         xa, xb = images(p)
@@ -630,8 +619,6 @@ def attack_pair(
             main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
         else:
             main = ratio_untargeted_loss(fa, fb, H, cfg.kill_radius, cfg.alpha, cfg.margin)
-            if decoy is not None:
-                main = main + ratio_targeted_loss(fa, fb, decoy, cfg.radius, cfg.alpha, cfg.margin)
         reg = xa.new_zeros(())
         if use_a:
             reg = reg + ((xa - a0) ** 2).mean()
@@ -648,15 +635,16 @@ def attack_pair(
         losses.append(pr.loss)
         if progress is not None:
             progress(AttackProgress(pr.iteration, cfg.steps, pr.loss, state["consistent"]))
-        if cfg.stop_inliers and state["best_score"] is not None and cfg.mode == "match":
-            if state["best_score"][0] >= cfg.stop_inliers:
-                raise _Stop
+        best = state["best_score"]
+        if best is not None and cfg.stop_inliers and cfg.mode == "match" and best[0] >= cfg.stop_inliers:
+            raise _Stop
+        if best is not None and cfg.stop_inliers and cfg.mode == "unmatch" and best[0] == 0:
+            raise _Stop  # no ratio match is left anywhere near H: nothing more to break
 
     track = cfg.keep_best or cfg.stop_inliers > 0
-    decoy = decoy_homography(H, a0.shape[-1], a0.shape[-2]) if cfg.mode == "unmatch" and cfg.decoy else None
     p0 = torch.zeros(1, na + nb, dtype=a0.dtype, device=a0.device)
     if cfg.init != "zero":
-        p0 = _initial_params(a0, b0, H, cfg, use_a, use_b, decoy=decoy)
+        p0 = _initial_params(a0, b0, H, cfg, use_a, use_b)
     step = StepConfig(method="adam", lr=cfg.lr, iters=cfg.steps, tol=0.0, patience=cfg.steps + 1)
     step.divergence_factor = 1e6
     t0 = time.perf_counter()
@@ -680,17 +668,8 @@ def attack_pair(
         if mb is not None:
             qb = torch.where(mb > 0, qb, b0)
     seconds = time.perf_counter() - t0
-    return AttackResult(qa, qb, qa - a0, qb - b0, losses, iters, seconds, state["consistent"])
-
-
-def decoy_homography(H: torch.Tensor, width: int, height: int, shift: float = 0.125) -> torch.Tensor:
-    """The wrong homography an ``unmatch`` attack plants matches for: ``x -> H(x + d)``, ``d = shift (W, H)``.
-
-    Its mean corner error against ``H`` is about ``|d|`` (50 px for 320x240), far above any success threshold.
-    """
-    T = torch.eye(3, dtype=H.dtype, device=H.device)
-    T[0, 2], T[1, 2] = shift * width, shift * height
-    return H @ T
+    cons, near = state["best_counts"] if cfg.keep_best and state["best"] is not None else (state["consistent"], None)
+    return AttackResult(qa, qb, qa - a0, qb - b0, losses, iters, seconds, cons, near, stopped)
 
 
 class _Stop(Exception):

@@ -35,27 +35,20 @@ def run_depth_job(
     views: list[Path],
     cameras: Path,
     out_dir: Path,
-    min_depth: float | None,
-    max_depth: float | None,
-    alpha: float,
-    smoothness: float,
-    iters: int,
-    finest_iters: int,
-    levels: int | None,
-    init: str,
-    planes: int,
-    gray: bool,
-    gt: Path | None,
-    gt_kind: str,
-    device: str,
-    seed: int | None,
-    progress: Any,
+    cfg: DepthConfig,
+    gray: bool = True,
+    gt: Path | None = None,
+    gt_kind: str = "depth",
+    device: str = "auto",
+    seed: int | None = None,
+    progress: Any = None,
 ) -> dict[str, Any]:
     """Load the views and cameras, solve, write every output into ``out_dir``; return the summary (JSON-able).
 
     ``views``: reference first, then the source views; ``cameras``: a calibration file or folder
     (:func:`gdvision.cameras.read_cameras`); ``gt``: optional ground truth (.npy/.pfm) of kind ``gt_kind``
-    ('depth' or 'disparity' in pixels for a rectified pair). Depth is in the poses' unit; NaN = unknown.
+    ('depth' or 'disparity' in pixels for a rectified pair); ``cfg``: the solver's settings; ``gray``: match
+    luminance only. Depth is in the poses' unit; NaN = unknown.
     """
 
     dev = resolve_device(device)
@@ -73,17 +66,6 @@ def run_depth_job(
         if gray:
             t = to_gray(t)
         vlist.append(View(t, torch.from_numpy(cam.K), torch.from_numpy(cam.world_to_cam), im.mask_tensor(), path.name))
-    cfg = DepthConfig(
-        min_depth=min_depth,
-        max_depth=max_depth,
-        alpha=alpha,
-        smoothness=smoothness,
-        iters=iters,
-        finest_iters=finest_iters,
-        levels=levels,
-        init=init,
-        sweep_planes=planes or None,
-    )
     res = estimate_depth(vlist[0], vlist[1:], cfg, progress=progress, device=dev)
     depth = res.depth.numpy()
     out_dir.mkdir(parents=True, exist_ok=True)

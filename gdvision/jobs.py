@@ -35,40 +35,55 @@ from .errors import GdvisionError, UsageError
 from .io import LoadedImage, read_homography, read_image, write_json
 
 
-def _pair_id(fields: dict[str, str]) -> str:
-    return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
-
-
-def _load_pair(item: Item) -> tuple[LoadedImage, LoadedImage, np.ndarray | None]:
-    gt = item.get("gt")
-    return read_image(item.path("a")), read_image(item.path("b")), (read_homography(gt) if gt else None)
-
-
 def _split_result(record: dict[str, Any], outputs: dict[str, str], metric_keys: tuple[str, ...]) -> dict[str, Any]:
     """A solver's JSON record as the engine wants it: ``outputs``, ``metrics`` (the numeric ``metric_keys``), rest."""
     metrics = {k: record[k] for k in metric_keys if isinstance(record.get(k), (int, float))}
     return {"outputs": outputs, "metrics": metrics, **record}
 
 
-class RegisterJob:
-    """``gdvision register --manifest``: batched homography estimation of pairs of equal sizes."""
+class _PairJob:
+    """What register and match share: columns ``a``, ``b``, ``gt``; id ``<stemA>__<stemB>``; a JSON result per pair."""
 
-    name = "register"
+    name = "pair"
     required = ("a", "b")
-    optional = ("gt", "model", "loss")
+    optional: tuple[str, ...] = ("gt",)
     path_columns = ("a", "b", "gt")
     error_metric = "corner_error_px"
+    metric_keys: tuple[str, ...] = ("corner_error_px",)
 
     def __init__(self, cfg: Any, device: torch.device) -> None:
         self.cfg, self.device = cfg, device
 
     def item_id(self, fields: dict[str, str]) -> str:
-        return _pair_id(fields)
+        return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
 
     def output_of(self, item_id: str, out_dir: Path) -> Path:
         return out_dir / f"{item_id}.json"
 
-    load = staticmethod(_load_pair)
+    def load(self, item: Item) -> tuple[LoadedImage, LoadedImage, np.ndarray | None]:
+        gt = item.get("gt")
+        return read_image(item.path("a")), read_image(item.path("b")), (read_homography(gt) if gt else None)
+
+    def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
+        return None
+
+    def finish(self, outcomes: list[Outcome]) -> list[Outcome]:
+        """Write each result to its item's JSON file and shape it for the log."""
+        out = []
+        for oc in outcomes:
+            if oc.result is not None:
+                write_json(oc.item.out, oc.result)
+                oc = Outcome(oc.item, _split_result(oc.result, {"json": str(oc.item.out)}, self.metric_keys))
+            out.append(oc)
+        return out
+
+
+class RegisterJob(_PairJob):
+    """``gdvision register --manifest``: batched homography estimation of pairs of equal sizes and options."""
+
+    name = "register"
+    optional = ("gt", "model", "loss")
+    metric_keys = ("corner_error_px", "iterations")
 
     def batch_key(self, item: Item, loaded: Any) -> Hashable:
         a, b, _ = loaded
@@ -81,48 +96,19 @@ class RegisterJob:
         overrides = {k: item0.get(k) for k in ("model", "loss") if item0.get(k)}
         cfg = dataclasses.replace(self.cfg, **overrides)
         cfg.validate()
-        outcomes = solve_loaded_pairs([(it, *ld) for it, ld in group], cfg, self.device)
-        return [_finish_json(oc, ("corner_error_px", "iterations")) for oc in outcomes]
+        return self.finish(solve_loaded_pairs([(it, *ld) for it, ld in group], cfg, self.device))
 
 
-class MatchJob:
-    """``gdvision match --manifest``: features, matching and RANSAC per pair."""
+class MatchJob(_PairJob):
+    """``gdvision match --manifest``: features, matching and RANSAC, pair by pair."""
 
     name = "match"
-    required = ("a", "b")
-    optional = ("gt",)
-    path_columns = ("a", "b", "gt")
-    error_metric = "corner_error_px"
-
-    def __init__(self, cfg: Any, device: torch.device) -> None:
-        self.cfg, self.device = cfg, device
-
-    def item_id(self, fields: dict[str, str]) -> str:
-        return _pair_id(fields)
-
-    def output_of(self, item_id: str, out_dir: Path) -> Path:
-        return out_dir / f"{item_id}.json"
-
-    load = staticmethod(_load_pair)
-
-    def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
-        return None
+    metric_keys = ("corner_error_px", "inliers", "matches", "keypoints_a", "keypoints_b")
 
     def solve(self, group: list[tuple[Item, Any]]) -> list[Outcome]:
         from .match import solve_match_pairs
 
-        outcomes = solve_match_pairs([(it, *ld) for it, ld in group], self.cfg, self.device)
-        return [
-            _finish_json(oc, ("corner_error_px", "inliers", "matches", "keypoints_a", "keypoints_b")) for oc in outcomes
-        ]
-
-
-def _finish_json(oc: Outcome, metric_keys: tuple[str, ...]) -> Outcome:
-    """Write an outcome's record to the item's JSON file and shape it for the log."""
-    if oc.result is None:
-        return oc
-    write_json(oc.item.out, oc.result)
-    return Outcome(oc.item, _split_result(oc.result, {"json": str(oc.item.out)}, metric_keys))
+        return self.finish(solve_match_pairs([(it, *ld) for it, ld in group], self.cfg, self.device))
 
 
 class EdgesJob:
@@ -185,8 +171,23 @@ class DepthJob:
     path_columns = ("views", "cameras", "gt")
     error_metric = "abs_rel"
 
-    def __init__(self, options: dict[str, Any], progress: Callable[[Any], None] | None = None) -> None:
-        self.options, self.progress = options, progress
+    def __init__(
+        self,
+        cfg: Any,
+        gray: bool,
+        gt_kind: str,
+        device: str,
+        seed: int | None,
+        progress: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.cfg, self.gray, self.gt_kind, self.device, self.seed, self.progress = (
+            cfg,
+            gray,
+            gt_kind,
+            device,
+            seed,
+            progress,
+        )
 
     def item_id(self, fields: dict[str, str]) -> str:
         return Path(fields["views"].split(";")[0]).stem
@@ -208,20 +209,21 @@ class DepthJob:
 
         out = []
         for item, _ in group:
-            opts = dict(self.options)
-            for k in ("min_depth", "max_depth"):
-                if item.get(k):
-                    opts[k] = _number(item, k)
-            if item.get("gt_kind"):
-                opts["gt_kind"] = item.get("gt_kind")
+            cfg = dataclasses.replace(
+                self.cfg, **{k: _number(item, k) for k in ("min_depth", "max_depth") if item.get(k)}
+            )
             gt = item.get("gt")
             summary = run_depth_job(
-                views=[Path(v) for v in item.fields["views"].split(";")],
-                cameras=item.path("cameras"),
-                out_dir=item.out,
-                gt=Path(gt) if gt else None,
+                [Path(v) for v in item.fields["views"].split(";")],
+                item.path("cameras"),
+                item.out,
+                cfg,
+                self.gray,
+                Path(gt) if gt else None,
+                item.get("gt_kind") or self.gt_kind,
+                device=self.device,
+                seed=self.seed,
                 progress=self.progress,
-                **opts,
             )
             metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
             metrics["known_fraction"] = summary["known_fraction"]

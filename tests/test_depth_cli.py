@@ -150,3 +150,26 @@ def test_cli_help_teaches() -> None:
     assert res.exit_code == 0
     for word in ("--cameras", "--out-dir", "--min-depth", "--gt-kind", "COLMAP", "Examples"):
         assert word in res.output
+
+
+def test_manifest_runs_items_with_per_item_options(scene_dir: Path, tmp_path: Path) -> None:
+    """Two items from a JSON Lines manifest: per-item depth range and gt, outputs in DIR/<id>/, gated on AbsRel."""
+    rows = [
+        {"id": "three_views", "views": ["ref.png", "right.png", "left.png"], "cameras": "cams.json"},
+        {"id": "two_views", "views": "ref.png;right.png", "cameras": "cams.json", "min_depth": 2, "max_depth": 8},
+    ]
+    for r in rows:
+        r["gt"] = "gt_depth.npy"
+    manifest = scene_dir / "scenes.jsonl"
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "runs"
+    args = _args(scene_dir, out)[7:]  # the options, without --views ... --cameras
+    args = ["depth", "--manifest", str(manifest), *args, "--json", "--max-error", "0.05"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rep["ok"] == 2 and rep["metrics"]["abs_rel"]["max"] < 0.05
+    for r in rows:
+        assert np.load(out / r["id"] / "depth.npy").shape == (96, 128)
+    res = runner.invoke(app, [*args, "--resume", "--max-error", "1e-6"])
+    assert res.exit_code == 1 and json.loads(res.stdout)["already_done"] == 2
