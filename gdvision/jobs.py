@@ -231,6 +231,53 @@ class DepthJob:
         return out
 
 
+class AttackJob:
+    """``gdvision attack --manifest``: one attack per pair; adversarial PNGs and report in ``<out_dir>/<id>/``."""
+
+    name = "attack"
+    required = ("a", "b")
+    optional = ("target_h", "true_h", "mask")
+    path_columns = ("a", "b", "target_h", "true_h", "mask")
+    error_metric = None
+
+    def __init__(self, cfg: Any, device: str, seed: int | None, opencv: bool = True, progress: Any = None) -> None:
+        self.cfg, self.device, self.seed, self.opencv, self.progress = cfg, device, seed, opencv, progress
+
+    def item_id(self, fields: dict[str, str]) -> str:
+        return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
+
+    def output_of(self, item_id: str, out_dir: Path) -> Path:
+        return out_dir / item_id
+
+    def load(self, item: Item) -> None:
+        for col in self.path_columns:
+            if item.get(col) and not item.path(col).exists():
+                raise UsageError(f"file not found: '{item.path(col)}'")
+
+    def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
+        return None
+
+    def solve(self, group: list[tuple[Item, Any]]) -> list[Outcome]:
+        from .attack_job import attack_metrics, run_attack_job
+
+        out = []
+        for item, _ in group:
+            opt = {k: item.path(k) for k in ("target_h", "true_h", "mask") if item.get(k)}
+            report = run_attack_job(
+                item.path("a"),
+                item.path("b"),
+                item.out,
+                self.cfg,
+                **opt,
+                device=self.device,
+                seed=self.seed,
+                opencv=self.opencv,
+                progress=self.progress,
+            )
+            out.append(Outcome(item, {"outputs": report["files"], "metrics": attack_metrics(report), **report}))
+        return out
+
+
 def _number(item: Item, column: str) -> float:
     try:
         return float(item.fields[column])
@@ -238,4 +285,4 @@ def _number(item: Item, column: str) -> float:
         raise UsageError(f"item '{item.id}': '{column}' must be a number, got '{item.fields[column]}'") from None
 
 
-__all__ = ["DepthJob", "EdgesJob", "MatchJob", "RegisterJob"]
+__all__ = ["AttackJob", "DepthJob", "EdgesJob", "MatchJob", "RegisterJob"]
