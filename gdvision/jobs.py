@@ -10,7 +10,7 @@ match       ``a``, ``b``                ``gt`` (JSON H, A -> B)                 
 edges       ``image``                   -                                                            -
 depth       ``views`` (``;``-separated,  ``gt``, ``gt_kind``, ``min_depth``, ``max_depth``           abs_rel
             reference first), ``cameras``
-attack      ``a``, ``b``                ``target_h`` (JSON H), ``mask``                              -
+attack      ``a``, ``b``                ``target_h`` / ``true_h`` (JSON H), ``mask``                 -
 ==========  ==========================  ===========================================================  ============
 
 Outputs per item (``<id>`` defaults to ``<stemA>__<stemB>``, the image stem, or the reference view's stem):

@@ -196,3 +196,28 @@ def test_manifest_usage_errors(image_folder: Path, tmp_path: Path) -> None:
     r = runner.invoke(app, ["edges", "--manifest", m, "-o", str(tmp_path), "--resume", "--overwrite"])
     assert r.exit_code == 2
     assert EdgesJob(None, None).required == ("image",)
+
+
+def test_items_of_a_crashed_rank_are_resumed(image_folder: Path, tmp_path: Path) -> None:
+    """Rank 1 of 2 logged its share, then the run died before rank 0 merged: a 1-process --resume keeps that share."""
+    import torch
+
+    from gdvision.batch import run_items
+    from gdvision.edges import EdgeConfig
+
+    out = tmp_path / "out"
+    job = EdgesJob(EdgeConfig(), torch.device("cpu"))
+    items = manifest_items(image_folder / "all.csv", job, out)
+    part = run_items(job, items, out, rank=1, world=2)
+    assert part.done_now == 12 and (out / "run.rank1.jsonl").exists() and not (out / "run.jsonl").exists()
+    args = ["edges", "--manifest", str(image_folder / "all.csv"), "-o", str(out), "--device", "cpu", "--json"]
+    r = runner.invoke(app, args)
+    assert r.exit_code == 2 and "--resume" in r.output  # finished items exist: no silent mixing
+    r = runner.invoke(app, [*args, "--resume"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["already_done"] == 12 and rep["done_now"] == 12 and rep["ok"] == 24
+    log = _log(out)
+    assert sorted(x["id"] for x in log) == [f"item{i:02d}" for i in range(24)]
+    assert {x["rank"] for x in log if x["index"] % 2 == 1} == {1}  # rank 1's records were kept, not redone
+    assert not list(out.glob("run.rank*.jsonl"))
