@@ -9,13 +9,19 @@ Pairs (fixed seeds, 320x240 gray, 8-bit):
 
 Each attack's perturbed images are written as 8-bit PNGs under ``bench/results/attack/`` and re-read; every figure
 is measured on the re-read pixels: L-inf / PSNR, gdvision match (the attacked pipeline, white-box: Hessian top-2500,
-no upsampling, contrast 0.01, ratio 0.8, RANSAC 3 px) and two transfer checks: gdvision match with its CLI defaults
+no upsampling, contrast 0, ratio 0.8, RANSAC 3 px) and two transfer checks: gdvision match with its CLI defaults
 (DoG, upsampled first octave, 4000 features) and OpenCV SIFT + ratio 0.8 + findHomography RANSAC 3 px.
 
-Success: targeted = >= 30 RANSAC inliers and corner error < 5 px against the target; untargeted = no RANSAC model
-or corner error > 20 px against the true H. Threads: torch 2, OpenCV 2.
+Attacks (``AttackConfig`` defaults otherwise: ratio loss, 8-bit straight-through steps, best step kept, 3 Adam
+phases): targeted eps 8/255, texture start, lr 0.01, 400 steps, stopping early once 60 ratio matches (twice the
+acceptance) are consistent with the target; untargeted eps 4/255, clean start, lr 0.003, 150 steps, the best step
+ranked by 3 seeded RANSAC runs (seeds 1-3; the evaluation uses 0), stopping early once no ratio match is left within
+10 px of the true H.
 
-Usage: ``python bench/attack.py [--quick] [--steps N]`` -> ``bench/results/attack.json`` and a table.
+Success: targeted = >= 30 RANSAC inliers and corner error < 5 px against the target; untargeted = no RANSAC model
+or corner error > 20 px against the true H. Threads: ``--threads`` (default 2) for torch and OpenCV.
+
+Usage: ``python bench/attack.py [--quick] [--threads 1]`` -> ``bench/results/attack.json`` and a table.
 """
 
 from __future__ import annotations
@@ -106,6 +112,8 @@ def run_one(pair: dict, cfg: AttackConfig, folder: Path) -> dict:
         "eps_255": cfg.eps * 255,
         "seconds": seconds,
         "steps": res.iterations,
+        "stopped_early": res.stopped_early,
+        "attack_counts": {"consistent": res.consistent, "near": res.near},
         "files": [str(pa.relative_to(ROOT.parent)), str(pb.relative_to(ROOT.parent))],
         "perturbation": {"a": perturbation_stats(xa, a0), "b": perturbation_stats(xb, b0)},
         "before": evaluate(a0, b0, H, cfg, cfg.mode),
@@ -136,7 +144,14 @@ def _fmt(r: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one pair of each kind, 160x120, few steps")
-    ap.add_argument("--steps", type=int, default=None, help="Adam steps per attack (default 100, quick 10)")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps per targeted attack (default 400, quick 10)")
+    ap.add_argument(
+        "--steps-unmatch", type=int, default=None, help="Adam steps per untargeted attack (default 150, quick 10)"
+    )
+    ap.add_argument(
+        "--stop-inliers", type=int, default=60, help="targeted: stop once this many matches are consistent (0 = never)"
+    )
+    ap.add_argument("--loss", default="ratio", choices=["ratio", "paper"], help="attack loss")
     ap.add_argument("--init", default="texture", help="initialisation of the targeted attack")
     ap.add_argument("--lr-match", type=float, default=0.01, help="Adam step of the targeted attacks")
     ap.add_argument("--lr-unmatch", type=float, default=0.003, help="Adam step of the untargeted attacks")
@@ -156,7 +171,8 @@ def main() -> None:
     except ImportError:
         pass
     n, size = (1, (160, 120)) if args.quick else (5, (320, 240))
-    steps = args.steps or (10 if args.quick else 80)
+    steps = args.steps or (10 if args.quick else 400)
+    steps_un = args.steps_unmatch or (10 if args.quick else 150)
     unrelated, true = build_pairs(n, size)
     folder = OUT / f"attack{args.tag}"
     rows = []
@@ -172,10 +188,12 @@ def main() -> None:
         cfg = AttackConfig(
             mode=mode,
             eps=eps,
-            steps=steps,
+            steps=steps if mode == "match" else steps_un,
             lr=lr,
             init=args.init if mode == "match" else "zero",
             focus=args.focus,
+            loss=args.loss,
+            stop_inliers=args.stop_inliers if mode == "match" else 0,
         )
         for pair in pairs:
             row = run_one(pair, cfg, folder)
@@ -211,7 +229,9 @@ def main() -> None:
         else {
             "config": {
                 "size": size,
-                "steps": steps,
+                "steps": {"match": steps, "unmatch": steps_un},
+                "stop_inliers_match": args.stop_inliers,
+                "loss": args.loss,
                 "threads": args.threads,
                 "init_targeted": args.init,
                 "lr": {"match": args.lr_match, "unmatch": args.lr_unmatch},
@@ -231,16 +251,18 @@ def main() -> None:
     print()
     hdr = "inliers / corner err (px), before -> after"
     cols_hdr = f"{'gdvision (white-box)':<32} {'gdvision default':<32} OpenCV SIFT"
-    print(f"{'pair':<11} {'mode':<8} {'sec':>6} {'PSNR':>6}  {cols_hdr}")
-    print(f"{'':<34} {hdr}")
+    print(f"{'pair':<11} {'mode':<8} {'sec':>6} {'steps':>5} {'PSNR':>6} {'Linf':>4}  {cols_hdr}")
+    print(f"{'':<46} {hdr}")
     for r in rows:
         psnr = min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"])
+        linf = max(r["perturbation"]["a"]["linf_255"], r["perturbation"]["b"]["linf_255"])
         cols = []
         for key in ("gdvision", "gdvision_default", "opencv"):
             if key in r["after"]:
                 ok = " ok" if r["after"][key]["success"] else "   "
                 cols.append(f"{_fmt(r['before'][key])} -> {_fmt(r['after'][key])}{ok}")
-        print(f"{r['pair']:<11} {r['mode']:<8} {r['seconds']:6.1f} {psnr:6.2f}  " + "  ".join(cols))
+        head = f"{r['pair']:<11} {r['mode']:<8} {r['seconds']:6.1f} {r.get('steps', 0):>5} {psnr:6.2f} {linf:4.1f}  "
+        print(head + "  ".join(cols))
     print()
     for mode, s in summary.items():
         print(mode, json.dumps(s))

@@ -58,7 +58,9 @@ def attack(
     steps: Annotated[
         int, typer.Option(help="Adam iterations (each one re-detects and re-describes both images).")
     ] = 150,
-    lr: Annotated[float, typer.Option(help="Adam step size, in intensity units.")] = 0.003,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam step size, in intensity units (default 0.01 for match, 0.003 unmatch).")
+    ] = None,
     perturb: Annotated[str, typer.Option(help="Which image(s) may change: a, b or both.")] = "both",
     target_h: Annotated[
         Path | None,
@@ -76,16 +78,27 @@ def attack(
     alpha: Annotated[float, typer.Option(help="Weight of the descriptor term.")] = 1.0,
     beta: Annotated[float, typer.Option(help="Weight of the mean squared pixel change.")] = 1.0,
     init: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Start: zero (the clean images); blend (move each image's fine detail toward the other's under H, "
-            "or away for unmatch); texture (blend plus one shared random texture in the budget left, match only).",
+            "or away for unmatch); texture (blend plus one shared random texture in the budget left, match only). "
+            "Default: texture for match, zero for unmatch.",
         ),
-    ] = "texture",
+    ] = None,
     focus: Annotated[
         bool,
-        typer.Option(help="match: weight the descriptor term by geometric proximity (pairs that can become inliers)."),
+        typer.Option(help="--loss paper, match: weight the descriptor term by geometric proximity."),
     ] = True,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="ratio: hinges on Lowe's ratio test for the matches that can pass (match) or survive (unmatch); "
+            "paper: the Kornia paper's triplet loss."
+        ),
+    ] = "ratio",
+    stop_inliers: Annotated[
+        int, typer.Option(help="match: stop once this many ratio matches are consistent with H (0 = all steps).")
+    ] = 0,
     max_features: Annotated[int, typer.Option(help="Hessian keypoints kept per image (top-K).")] = 2500,
     no_opencv: Annotated[bool, typer.Option("--no-opencv", help="Skip the OpenCV SIFT transfer check.")] = False,
     device: DeviceOpt = "auto",
@@ -127,13 +140,15 @@ def attack(
         mode=mode,
         eps=eps_v,
         steps=steps,
-        lr=lr,
+        lr=(0.01 if mode == "match" else 0.003) if lr is None else lr,
         perturb=perturb,
         alpha=alpha,
         beta=beta,
         features=feats,
-        init=init,
+        init=("texture" if mode == "match" else "zero") if init is None else init,
         focus=focus,
+        loss=loss,
+        stop_inliers=stop_inliers,
     )
     cfg.validate()
     names = _output_names(a, b, perturb)

@@ -8,17 +8,27 @@ differentiable: it is redone from the current pixels at every step.
 
 Modes (``H`` maps pixels of A to pixels of B, ``[xB, yB, 1]^T ~ H [xA, yA, 1]^T``):
 
-- ``match`` (targeted): ``H`` is the target homography (identity by default). For each keypoint ``p`` of A, the
-  keypoint ``q`` of B nearest to ``H(p)`` in (x, y, scale) is its correspondent. The loss is
-  ``L = L_loc + alpha L_desc + beta L_reg``: ``L_loc`` the mean squared (x, y, scale) distance of the pairs
-  (px^2, softly capped at ``radius``, divided by ``radius^2``), ``L_desc`` the mean of
-  ``1 + d(D_p, D_q) - d(D_p, D_neg)`` with ``D_neg`` the hardest negative (the nearest descriptor of B among
-  keypoints farther than ``radius`` from ``H(p)``) - with ``focus`` a mean weighted by ``exp(-d^2 / 2 radius^2)``,
-  so the effort goes to pairs close enough to become RANSAC inliers -, ``L_reg`` the mean squared pixel change.
-- ``unmatch`` (untargeted): ``H`` is the true homography. For the pairs within ``radius`` of ``H(p)`` that would
-  still pass the ratio test (0.8) with ``margin`` to spare, ``L_desc`` sums ``relu(margin + 0.8 d(D_p, D_neg) -
-  d(D_p, D_q))`` and ``L_loc`` sums ``exp(-d^2 / radius^2)`` (pushes the correspondents apart), both divided by
-  the keypoint count of A.
+- ``match`` (targeted): ``H`` is the target homography (identity by default). The default ``ratio`` loss works on
+  Lowe's ratio test itself: for each keypoint ``p`` of A, its partner ``q`` is the most similar (descriptor) B
+  keypoint within ``radius`` px of ``H(p)`` and ``n`` the most similar of the others; the loss is
+  ``|H(p) - q|^2 / radius^2 + alpha relu(d(p, q) - 0.8 d(p, n) + margin)`` summed over the pairs that pass already
+  and the ``focus_count`` closest to passing (concentrated effort: descriptor patches overlap, and gradients of many
+  pairs on the same pixels cancel). ``paper`` is the Kornia paper's loss ``L_loc + alpha L_desc + beta L_reg``:
+  nearest keypoints in (x, y, scale), ``L_desc`` the mean of ``1 + d(D_p, D_q) - d(D_p, D_neg)`` with hard
+  negatives (with ``focus``, weighted by ``exp(-d^2 / 2 radius^2)``).
+- ``unmatch`` (untargeted): ``H`` is the true homography. A ratio match of ``p`` to any B keypoint within
+  ``kill_radius`` px of ``H(p)`` is a true match (it pulls RANSAC toward H); it cannot pass the ratio test once
+  the nearest of those descriptors is farther than ``0.8`` times the nearest of the others. The loss sums
+  ``relu(0.8 d_neg + margin - d_pos) + exp(-d^2 / kill_radius^2)`` over the keypoints where that fails, divided
+  by the keypoint count of A. (``paper``: the same on the single nearest keypoint in (x, y, scale) within
+  ``radius``.)
+
+Every step re-detects the keypoints of the current 8-bit pixels (``quantize``: straight-through rounding), counts
+the ratio matches near H, and (``keep_best``) the best step's images are returned, not the last one's: the
+detector's discrete choices make the loss noisy, so the last step is often not the best. ``unmatch`` ranks the
+steps first by how many of 3 seeded RANSAC runs (seeds 1-3; the evaluation's is 0) miss H, once few true matches
+are left (``ransac_score``). The steps run as ``phases`` Adam runs, each restarted from the best pixels so far with
+half the step size.
 
 Start (``init``): ``zero``; ``blend`` moves the fine detail (gray image minus its 3 px Gaussian blur) of each
 image toward the other's under H (``match``) or away from it (``unmatch``); ``texture`` (``match``, both images
@@ -78,14 +88,30 @@ class AttackConfig:
         steps: Adam iterations; lr: Adam step (intensity units, see the module docstring).
         perturb: which image(s) to change: ``a``, ``b`` or ``both``.
         alpha: weight of the descriptor term; beta: weight of the pixel-change term (mean squared change).
-        radius: correspondence radius in pixels (x, y and scale distance after mapping by H).
-        margin: margin of the untargeted descriptor hinge (descriptor distance units, descriptors have norm 1).
+        radius: ``match``: correspondence radius in pixels (distance to ``H(p)``; the paper loss adds scale).
+        margin: margin of the descriptor hinges (descriptor distance units, descriptors have norm 1).
         features: the attacked detector/descriptor (default :func:`default_attack_features`).
         eval_every: count the ratio-test matches consistent with H (within ``ransac_threshold``) every this many
             steps for the progress report (0 = never; cheap, the features are already computed).
         ransac_threshold: RANSAC inlier threshold (px) of the evaluation.
         init: starting point: ``zero``, ``blend`` or ``texture`` (see the module docstring).
-        focus: ``match``: weight the descriptor term by geometric proximity (False: the paper's plain mean).
+        focus: ``paper`` loss, ``match``: weight the descriptor term by geometric proximity (False: the plain mean).
+        loss: ``ratio`` (default: hinges on Lowe's ratio test, see :func:`ratio_targeted_loss` and
+            :func:`ratio_untargeted_loss`) or ``paper`` (the Kornia paper's triplet loss, :func:`targeted_loss`).
+        kill_radius: ``unmatch``: a ratio match whose B point lies within this many px of ``H(p)`` still counts as
+            a true match (it would pull RANSAC toward H), so the attack pushes all of them out.
+        quantize: optimise the 8-bit pixels that will be saved (straight-through gradient), so every step's
+            features are those of the output.
+        keep_best: return the best step's images, by the white-box count (``match``: most ratio matches within
+            ``ransac_threshold`` of H; ``unmatch``: fewest within ``kill_radius``), rather than the last step's.
+        ransac_score: ``unmatch``: rank the steps first by how many of 3 seeded RANSAC runs (seeds 1-3, not the
+            evaluation's 0) miss H (see :func:`ransac_failures`; run once at most 20 true matches are left).
+        stop_inliers: ``match``: stop once that many ratio matches are H-consistent (0 = run every step).
+            ``unmatch`` always stops once no ratio match is left within ``kill_radius`` of H.
+        focus_count: ``ratio`` loss, ``match``: work on the pairs that pass already plus this many closest to
+            passing (0 = every pair).
+        phases: with ``keep_best``, the steps are split into this many Adam runs, each restarted from the best
+            pixels so far with half the previous step size.
 
     Example:
         >>> AttackConfig(mode="unmatch", eps=4 / 255).validate()
@@ -110,6 +136,9 @@ class AttackConfig:
     quantize: bool = True
     keep_best: bool = True
     stop_inliers: int = 0
+    focus_count: int = 24
+    phases: int = 3
+    ransac_score: bool = True
 
     def validate(self) -> None:
         """UsageError naming the first setting that cannot work."""
@@ -136,8 +165,12 @@ class AttackConfig:
             raise UsageError(f"--loss must be one of {', '.join(LOSSES)}, got '{self.loss}'")
         if not 0 < self.kill_radius <= 1000:
             raise UsageError(f"kill radius must be in (0, 1000] px, got {self.kill_radius}")
+        if not 1 <= self.phases <= 100:
+            raise UsageError(f"phases must be in [1, 100], got {self.phases}")
+        if self.focus_count < 0:
+            raise UsageError(f"focus_count must be >= 0, got {self.focus_count}")
         if self.stop_inliers < 0:
-            raise UsageError(f"stop_inliers must be >= 0, got {self.stop_inliers}")
+            raise UsageError(f"--stop-inliers must be >= 0, got {self.stop_inliers}")
         if self.init not in INITS:
             raise UsageError(f"--init must be one of {', '.join(INITS)}, got '{self.init}'")
         if self.eval_every < 0:
@@ -359,12 +392,17 @@ def ratio_targeted_loss(
     alpha: float,
     margin: float,
     ratio: float = 0.8,
+    focus: int = 0,
 ) -> torch.Tensor:
     """Ratio-test-aware targeted loss (scalar): for each keypoint ``p`` of A with B keypoints within ``radius`` px
     of ``H(p)``, the most similar of them (descriptor) is its partner ``q``; the loss is the mean squared distance
     ``|H(p) - q|^2 / radius^2`` plus ``alpha`` times the summed hinge ``relu(d(p, q) - ratio d(p, n) + margin)``
-    over the keypoints of A, ``n`` the nearest descriptor of B farther than ``radius`` (the match that beats
-    ``q``), divided by the keypoint count of A. Exactly the condition for ``p -> q`` to pass Lowe's ratio test."""
+    over the keypoints of A, ``n`` the nearest descriptor of B other than ``q`` (the runner-up of the ratio test),
+    divided by the keypoint count of A. Exactly the condition for ``p -> q`` to pass Lowe's ratio test.
+
+    ``focus`` > 0: only the pairs that pass already and the ``focus`` closest to passing (smallest
+    ``d(p, q) - ratio d(p, n)``) count. Descriptor patches overlap, so spreading the effort over every pair makes
+    their pixel gradients cancel; concentrated, each chosen pair gets the whole budget of its patch."""
     if len(fa) == 0 or len(fb) < 2:
         return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
     pa, dxy, dd = _mapped(fa, fb, H)
@@ -375,9 +413,17 @@ def ratio_targeted_loss(
         return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
     inf = torch.full_like(dd, float("inf"))
     j = torch.argmin(torch.where(near, dd, inf), 1)
-    k = torch.argmin(torch.where(near, inf, dd), 1)
+    # the runner-up of the ratio test: the nearest descriptor of B other than q (near H(p) or not)
+    k = torch.argmin(dd.scatter(1, j[:, None], float("inf")), 1)
     ia = torch.nonzero(has)[:, 0]
     j, k = j[ia], k[ia]
+    if focus > 0:
+        gap = dd[ia, j] - ratio * dd[ia, k]
+        passing = gap < 0
+        rest = torch.nonzero(~passing)[:, 0]
+        nxt = rest[torch.argsort(gap[rest])[:focus]]
+        keep = torch.cat([torch.nonzero(passing)[:, 0], nxt])
+        ia, j, k = ia[keep], j[keep], k[keep]
     d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
     d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
     hinge = torch.relu(d_pos - ratio * d_neg + margin)
@@ -422,6 +468,33 @@ def ratio_untargeted_loss(
     push = torch.exp(-((pa[ia] - fb.xy[j]) ** 2).sum(1) / r2)
     n = max(len(fa), 1)
     return push.sum() / n + alpha * hinge.sum() / n
+
+
+def ransac_failures(
+    fa: Features,
+    fb: Features,
+    H: torch.Tensor,
+    config: MatchConfig,
+    image_size_a: tuple[int, int],
+    seeds: tuple[int, ...] = (1, 2, 3),
+    fail_error: float = 20.0,
+) -> int:
+    """How many RANSAC runs (one per seed) fail to recover ``H``: no model, or a mean corner error above
+    ``fail_error`` px (the ``unmatch`` success test of :func:`success`). Seeds other than the evaluation's (0), so
+    an attack scored by this does not hinge on one random draw. ``image_size_a`` = (W, H) of A."""
+    from dataclasses import replace
+
+    fails = 0
+    for sd in seeds:
+        try:
+            res = match_features(fa, fb, replace(config, seed=sd), image_size_a)
+        except SolverError:
+            fails += 1
+            continue
+        M = res.model.detach().cpu().to(torch.float64)
+        ce = float(mean_corner_error(M, H.detach().cpu().to(torch.float64), image_size_a[1], image_size_a[0]))
+        fails += int(not ce <= fail_error)
+    return fails
 
 
 def consistent_matches(fa: Features, fb: Features, H: torch.Tensor, threshold: float, ratio: float = 0.8) -> int:
@@ -598,66 +671,93 @@ def attack_pair(
             return f.image(0), f.image(1)
         return detect_and_describe(xa, cfg.features), detect_and_describe(xb, cfg.features)
 
-    def score(fa: Features, fb: Features, p: torch.Tensor) -> None:
-        """Count the H-consistent (and, unmatch, the near-H) ratio matches of the current pixels; keep the best."""
+    def score(fa: Features, fb: Features, p: torch.Tensor, loss: float) -> None:
+        """Count the H-consistent (and, unmatch, the near-H) ratio matches of the current pixels; keep the best
+        (ties: the lower loss)."""
         cons, near = match_counts(fa, fb, H, (cfg.ransac_threshold, cfg.kill_radius))
         state["consistent"], state["near"] = cons, near
-        sc = (cons, 0) if cfg.mode == "match" else (-near, -cons)
+        if cfg.mode == "match":
+            sc = (cons, 0, 0, -loss)
+        else:  # first: how often RANSAC misses H (3 seeds; skipped while many true matches are left)
+            fails = 0
+            if cfg.ransac_score and near <= 20:
+                fails = ransac_failures(fa, fb, H, mc, (a0.shape[-1], a0.shape[-2]))
+            sc = (fails, -near, -cons, -loss)
         if state["best_score"] is None or sc > state["best_score"]:
             state["best_score"], state["best"] = sc, p.detach().clone()
             state["best_counts"] = (cons, near)
 
-    def loss_fn(p: torch.Tensor) -> torch.Tensor:
-        xa, xb = images(p)
-        fa, fb = features(xa, xb)
+    def loss_of(fa: Features, fb: Features) -> torch.Tensor:
         if cfg.loss == "paper":
             if cfg.mode == "match":
                 main = targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.focus)
             else:
                 main = untargeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
         elif cfg.mode == "match":
-            main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin)
+            main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin, focus=cfg.focus_count)
         else:
             main = ratio_untargeted_loss(fa, fb, H, cfg.kill_radius, cfg.alpha, cfg.margin)
+        return main
+
+    def loss_fn(p: torch.Tensor) -> torch.Tensor:
+        xa, xb = images(p)
+        fa, fb = features(xa, xb)
+        main = loss_of(fa, fb)
         reg = xa.new_zeros(())
         if use_a:
             reg = reg + ((xa - a0) ** 2).mean()
         if use_b:
             reg = reg + ((xb - b0) ** 2).mean()
         state["it"] += 1
+        total = main + cfg.beta * reg
         if track or (cfg.eval_every and (state["it"] % cfg.eval_every == 1 or cfg.eval_every == 1)):
-            score(fa, fb, p)
-        return (main + cfg.beta * reg).reshape(1)
+            score(fa, fb, p, float(total.detach()))
+        return total.reshape(1)
 
     losses: list[float] = []
 
     def record(pr: Progress) -> None:
         losses.append(pr.loss)
         if progress is not None:
-            progress(AttackProgress(pr.iteration, cfg.steps, pr.loss, state["consistent"]))
+            progress(AttackProgress(state["it"], cfg.steps, pr.loss, state["consistent"]))
         best = state["best_score"]
         if best is not None and cfg.stop_inliers and cfg.mode == "match" and best[0] >= cfg.stop_inliers:
             raise _Stop
-        if best is not None and cfg.stop_inliers and cfg.mode == "unmatch" and best[0] == 0:
+        if best is not None and cfg.mode == "unmatch" and best[1] == 0:
             raise _Stop  # no ratio match is left anywhere near H: nothing more to break
 
-    track = cfg.keep_best or cfg.stop_inliers > 0
+    track = cfg.keep_best or cfg.stop_inliers > 0 or cfg.mode == "unmatch"
+    mc = match_config_for(cfg)
     p0 = torch.zeros(1, na + nb, dtype=a0.dtype, device=a0.device)
     if cfg.init != "zero":
         p0 = _initial_params(a0, b0, H, cfg, use_a, use_b)
-    step = StepConfig(method="adam", lr=cfg.lr, iters=cfg.steps, tol=0.0, patience=cfg.steps + 1)
-    step.divergence_factor = 1e6
     t0 = time.perf_counter()
     stopped = False
-    try:
-        p, _, iters = minimize_first_order(loss_fn, p0, step, record)
-    except _Stop:
-        p, iters, stopped = state["best"], state["it"], True
-    except SolverError as exc:
-        raise SolverError(f"attack failed: {exc}") from exc
+    p = p0
+    # phases: Adam restarts from the best pixels so far with half the step (a ratchet: what passes stays)
+    n_ph = max(1, min(cfg.phases, cfg.steps)) if cfg.keep_best else 1
+    for ph in range(n_ph):
+        iters_ph = cfg.steps // n_ph + (1 if ph < cfg.steps % n_ph else 0)
+        step = StepConfig(method="adam", lr=cfg.lr * 0.5**ph, iters=iters_ph, tol=0.0, patience=iters_ph + 1)
+        step.divergence_factor = 1e6
+        try:
+            p, _, _ = minimize_first_order(loss_fn, p, step, record)
+        except _Stop:
+            p, stopped = state["best"], True
+            break
+        except SolverError as exc:
+            raise SolverError(f"attack failed: {exc}") from exc
+        with torch.no_grad():
+            if track:  # the last step's result was never scored
+                xa, xb = images(p)
+                fa, fb = features(xa, xb)
+                main = loss_of(fa, fb)
+                reg = ((xa - a0) ** 2).mean() * use_a + ((xb - b0) ** 2).mean() * use_b
+                score(fa, fb, p, float(main + cfg.beta * reg))
+        if cfg.keep_best and state["best"] is not None:
+            p = state["best"]
+    iters = state["it"]
     with torch.no_grad():
-        if track and not stopped:  # the last step's result was never scored
-            score(*features(*images(p)), p)
         if cfg.keep_best and state["best"] is not None:
             p = state["best"]
         xa, xb = images(p)

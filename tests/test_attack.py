@@ -17,10 +17,13 @@ from gdvision.attack import (
     evaluate_attack,
     perturbation_stats,
     quantize_within_budget,
+    ransac_failures,
+    ratio_targeted_loss,
+    ratio_untargeted_loss,
 )
 from gdvision.errors import InputError, UsageError
 from gdvision.io import read_image, write_png
-from gdvision.match import FeatureConfig, detect_and_describe
+from gdvision.match import FeatureConfig, Features, MatchConfig, detect_and_describe
 
 
 def _crop(img: np.ndarray, x: int, y: int, w: int, h: int) -> torch.Tensor:
@@ -83,15 +86,20 @@ def test_quantize_examples() -> None:
     assert s["linf_255"] == pytest.approx(3.0, abs=1e-4)
 
 
-def test_loss_decreases(natural_gray: np.ndarray) -> None:
+@pytest.mark.parametrize("loss", ["ratio", "paper"])
+def test_loss_decreases(natural_gray: np.ndarray, loss: str) -> None:
     """Targeted attack (from the clean images) on two unrelated crops of a real photo: the loss goes down."""
     a = _crop(natural_gray, 200, 100, 128, 96)
     b = _crop(natural_gray, 100, 380, 128, 96)
-    cfg = AttackConfig(eps=8 / 255, steps=16, lr=0.003, features=SMALL, init="zero", focus=False, eval_every=0)
+    cfg = AttackConfig(
+        eps=8 / 255, steps=16, lr=0.003, features=SMALL, init="zero", focus=False, eval_every=0, loss=loss
+    )
     r = attack_pair(a, b, None, cfg)
     assert r.iterations == 16 and len(r.losses) == 16
     # keypoints are re-detected at every step, so the loss is noisy: compare the first and last four steps
-    assert np.mean(r.losses[-4:]) < np.mean(r.losses[:4]) - 0.05
+    first, last = np.mean(r.losses[:4]), np.mean(r.losses[-4:])
+    # ratio: hinges that vanish as matches pass; paper: 1 + d_pos - d_neg never does (an offset near 1)
+    assert last < 0.8 * first if loss == "ratio" else last < first - 0.05
     assert float((r.adv_a - a).abs().max()) <= 8 / 255 + 1e-6
 
 
@@ -105,6 +113,75 @@ def test_targeted_attack_creates_consistent_matches(natural_gray: np.ndarray) ->
     r = attack_pair(a, b, None, cfg)
     after = consistent_matches(detect_and_describe(r.adv_a, SMALL), detect_and_describe(r.adv_b, SMALL), eye, 3.0)
     assert after >= before + 10
+
+
+def _features(xy: list[list[float]], desc: torch.Tensor) -> Features:
+    n = len(xy)
+    z = torch.zeros(n)
+    zl = torch.zeros(n, dtype=torch.long)
+    return Features(torch.tensor(xy), torch.full((n,), 1.6), z, z, desc, zl, zl, zl)
+
+
+def _unit(rows: list[list[float]]) -> torch.Tensor:
+    d = torch.zeros(len(rows), 128)
+    d[:, : len(rows[0])] = torch.tensor(rows)
+    return d / d.norm(dim=1, keepdim=True)
+
+
+def test_ratio_losses_follow_the_ratio_test() -> None:
+    """The ratio losses are zero exactly when the ratio test already gives the wanted outcome."""
+    eye = torch.eye(3, dtype=torch.float64)
+    da = _unit([[1, 0, 0, 0], [0, 1, 0, 0]])
+    fa = _features([[10.0, 10.0], [50.0, 50.0]], da)
+    # B: a copy of A's descriptors at the same places (every match passes), plus a far, dissimilar keypoint
+    fb = _features([[10.5, 10.0], [50.0, 50.5], [200.0, 100.0]], _unit([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]]))
+    assert consistent_matches(fa, fb, eye, 3.0) == 2
+    assert float(ratio_untargeted_loss(fa, fb, eye, 10.0, 1.0, 0.05)) > 0.5 / 2  # two strong matches to break
+    assert float(ratio_targeted_loss(fa, fb, eye, 4.0, 1.0, 0.05)) < 0.02  # only the 0.5 px offsets remain
+    # move B's keypoints 30 px away: no true match is left (untargeted 0), none consistent (targeted > 0)
+    fb_far = _features([[40.0, 40.0], [80.0, 80.0], [200.0, 100.0]], fb.desc)
+    assert float(ratio_untargeted_loss(fa, fb_far, eye, 10.0, 1.0, 0.05)) == 0.0
+    assert consistent_matches(fa, fb_far, eye, 3.0) == 0
+    # B's partners present but with swapped descriptors: the targeted hinge is active, the untargeted one is not
+    fb_swap = _features([[10.0, 10.0], [50.0, 50.0], [200.0, 100.0]], fb.desc[[1, 0, 2]])
+    assert float(ratio_targeted_loss(fa, fb_swap, eye, 4.0, 1.0, 0.05)) > 0.5
+    assert float(ratio_untargeted_loss(fa, fb_swap, eye, 10.0, 1.0, 0.05)) == 0.0
+
+
+def test_returned_images_are_the_best_step(natural_gray: np.ndarray) -> None:
+    """keep_best: the count reported is that of the returned (8-bit) images, and the best over the steps."""
+    a = _crop(natural_gray, 40, 60, 128, 96)
+    b = _crop(natural_gray, 300, 330, 128, 96)
+    eye = torch.eye(3, dtype=torch.float64)
+    seen: list[int] = []
+    cfg = AttackConfig(eps=8 / 255, steps=6, lr=0.01, features=SMALL, init="texture", eval_every=1)
+    r = attack_pair(a, b, None, cfg, progress=lambda pr: seen.append(pr.consistent))
+    f = detect_and_describe(torch.cat([r.adv_a, r.adv_b]), SMALL)
+    assert r.consistent == consistent_matches(f.image(0), f.image(1), eye, cfg.ransac_threshold)
+    assert r.consistent >= max(seen)
+
+
+def test_unmatch_stops_when_nothing_is_left(natural_gray: np.ndarray) -> None:
+    """Untargeted attack of a 'true' H that no match follows: nothing to break, it stops after one step."""
+    a = _crop(natural_gray, 40, 60, 96, 80)
+    H = torch.tensor([[1.0, 0.0, 500.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    cfg = AttackConfig(mode="unmatch", eps=4 / 255, steps=20, features=SMALL, init="zero")
+    r = attack_pair(a, a, H, cfg)
+    assert r.stopped_early and r.iterations == 1 and r.near == 0
+    assert float((r.adv_a - a).abs().max()) <= 4 / 255 + 1e-6
+
+
+def test_ransac_failures_counts_missed_homographies(natural_gray: np.ndarray) -> None:
+    """The untargeted ranking: 0 of 3 seeded RANSAC runs miss the true H of a real pair, 3 of 3 miss a wrong one."""
+    a = _crop(natural_gray, 40, 60, 128, 96)
+    b = _crop(natural_gray, 43, 62, 128, 96)  # B(x) = A(x + (3, 2)): H maps A to B by (-3, -2)
+    f = detect_and_describe(torch.cat([a, b]), SMALL)
+    H = torch.tensor([[1.0, 0.0, -3.0], [0.0, 1.0, -2.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
+    mc = MatchConfig(features=SMALL)
+    assert ransac_failures(f.image(0), f.image(1), H, mc, (128, 96)) == 0
+    wrong = H.clone()
+    wrong[0, 2] += 60.0
+    assert ransac_failures(f.image(0), f.image(1), wrong, mc, (128, 96)) == 3
 
 
 def test_saved_png_reloads_to_evaluated_pixels(natural_gray: np.ndarray, tmp_path) -> None:

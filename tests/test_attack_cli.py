@@ -106,6 +106,8 @@ def test_patch_attack_changes_only_the_mask(pair, tmp_path) -> None:
         (["--mode", "steal"], 2, "--mode"),
         (["--perturb", "c"], 2, "--perturb"),
         (["--steps", "0"], 2, "--steps"),
+        (["--loss", "hinge"], 2, "--loss"),
+        (["--stop-inliers", "-1"], 2, "--stop-inliers"),
     ],
 )
 def test_bad_options(pair, tmp_path, extra, code, needle) -> None:
