@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .common import DeviceOpt, JsonOpt, QuietOpt, SeedOpt, check_output, emit_json, handle_errors, progress_bar, say
+from .common import (
+    DeviceOpt,
+    JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    check_manifest_usage,
+    check_output,
+    emit_json,
+    handle_errors,
+    progress_bar,
+    run_manifest_command,
+    say,
+)
 
 
 def parse_eps(text: str) -> float:
@@ -28,26 +45,13 @@ def parse_eps(text: str) -> float:
         raise UsageError(f"--eps must be a number or a fraction like 8/255, got '{text}'") from None
 
 
-def _output_names(a: Path, b: Path, perturb: str) -> dict[str, str]:
-    """Stems for the outputs: the input stems, made distinct when both inputs share one."""
-    sa, sb = a.stem, b.stem
-    if sa == sb:
-        sa, sb = sa + "_a", sb + "_b"
-    names = {}
-    if perturb in ("a", "both"):
-        names["a"] = sa
-    if perturb in ("b", "both"):
-        names["b"] = sb
-    return names
-
-
 @handle_errors
 def attack(
-    a: Annotated[Path, typer.Argument(help="Image A: PNG, JPEG, TIFF, PGM/PPM, .npy (gray or RGB).")],
-    b: Annotated[Path, typer.Argument(help="Image B.")],
     out_dir: Annotated[
         Path, typer.Option(help="Folder for <stem>_adv.png, <stem>_delta.png, report.json and matches.png.")
     ],
+    a: Annotated[Path | None, typer.Argument(help="Image A: PNG, JPEG, TIFF, PGM/PPM, .npy (gray or RGB).")] = None,
+    b: Annotated[Path | None, typer.Argument(help="Image B.")] = None,
     mode: Annotated[
         str,
         typer.Option(help="match: make A and B match under the target H (targeted); unmatch: break their true match."),
@@ -102,6 +106,11 @@ def attack(
     max_features: Annotated[int, typer.Option(help="Hessian keypoints kept per image (top-K).")] = 2500,
     no_opencv: Annotated[bool, typer.Option("--no-opencv", help="Skip the OpenCV SIFT transfer check.")] = False,
     device: DeviceOpt = "auto",
+    manifest: ManifestOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     seed: SeedOpt = None,
@@ -123,6 +132,9 @@ def attack(
       gdvision attack cat.png house.png --mode match --out-dir adv/
 
       gdvision attack a.png b.png --mode unmatch --eps 4/255 --true-h H.json --out-dir adv/ --json
+
+      gdvision attack --manifest pairs.csv --out-dir adv/ --min-metric success=1   (columns a, b, optional
+      target_h / true_h, mask, id; outputs in adv/<id>/)
     """
     from gdvision.errors import UsageError
 
@@ -151,86 +163,33 @@ def attack(
         stop_inliers=stop_inliers,
     )
     cfg.validate()
-    names = _output_names(a, b, perturb)
-    outputs = [out_dir / f"{s}_{kind}.png" for s in names.values() for kind in ("adv", "delta")]
-    outputs += [out_dir / "report.json", out_dir / "matches.png"]
-    for o in outputs:
+    check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
+    if manifest is not None:
+        from gdvision.jobs import AttackJob
+
+        run_manifest_command(lambda d: AttackJob(cfg, str(d), seed, not no_opencv), locals())
+        return
+    if a is None or b is None:
+        raise UsageError("give two images A and B, or --manifest FILE")
+    from gdvision.attack_job import output_files, run_attack_job
+
+    for o in output_files(a, b, perturb, out_dir):
         check_output(o, [p for p in (a, b, mask, mask_b, target_h, true_h) if p is not None])
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
 
-    import torch
-
-    from gdvision.attack import attack_pair, evaluate_attack, match_config_for, perturbation_picture
-    from gdvision.device import resolve_device, seed_everything
-    from gdvision.errors import InputError, SolverError
-    from gdvision.io import read_homography, read_image, to_gray, write_json, write_png
-    from gdvision.match import match_images
-
-    dev = resolve_device(device)
-    seed_everything(seed)
-    img_a, img_b = read_image(a), read_image(b)
-    ta, tb = img_a.tensor(dev), img_b.tensor(dev)
-    H = None
-    if target_h is not None:
-        H = torch.from_numpy(read_homography(target_h))
-    elif true_h is not None:
-        H = torch.from_numpy(read_homography(true_h))
-    elif mode == "unmatch":
-        try:
-            H = match_images(ta, tb, match_config_for(cfg, 0 if seed is None else seed)).model.cpu()
-        except SolverError as exc:
-            raise InputError(f"unmatch: the clean pair does not match ({exc}); nothing to break") from None
-    elif (img_a.width, img_a.height) != (img_b.width, img_b.height):
-        raise UsageError(
-            f"A is {img_a.width}x{img_a.height} and B is {img_b.width}x{img_b.height}: give --target-h for images "
-            "of different sizes"
-        )
-
-    def load_mask(p: Path | None, name: str, ref):
-        if p is None:
-            return None
-        m = read_image(p)
-        if (m.width, m.height) != (ref.width, ref.height):
-            raise InputError(
-                f"mask '{p}' is {m.width}x{m.height} but image {name} is {ref.width}x{ref.height}: sizes must agree"
-            )
-        return (to_gray(m.tensor(dev)) > 0).float()
-
-    ma = load_mask(mask, "A", img_a) if perturb in ("a", "both") else None
-    mb = load_mask(mask_b if mask_b is not None else mask, "B", img_b) if perturb in ("b", "both") else None
-
     with progress_bar(not (quiet or json_out), f"attack ({mode})") as update:
 
-        def on_step(pr) -> None:
+        def on_step(pr: Any) -> None:
             info = f"loss {pr.loss:.4f}"
             if pr.consistent is not None:
                 info += f"  H-consistent matches {pr.consistent}"
             update(completed=pr.iteration, total=pr.steps, info=info)
 
-        result = attack_pair(ta, tb, H, cfg, ma, mb, on_step)
-        update(description="evaluating", info="")
-        report, picture = evaluate_attack(
-            ta, tb, result, H, cfg, opencv=not no_opencv, seed=0 if seed is None else seed
+        report = run_attack_job(
+            a, b, out_dir, cfg, target_h, true_h, mask, mask_b, device, seed, opencv=not no_opencv, progress=on_step
         )
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files: dict[str, str] = {}
-    for key, stem in names.items():
-        adv = result.adv_a if key == "a" else result.adv_b
-        delta = result.delta_a if key == "a" else result.delta_b
-        files[f"adv_{key}"] = str(write_png(out_dir / f"{stem}_adv.png", adv))
-        files[f"delta_{key}"] = str(write_png(out_dir / f"{stem}_delta.png", perturbation_picture(delta, cfg.eps)))
-    files["matches"] = str(write_png(out_dir / "matches.png", picture))
-    report.update({"a": str(a), "b": str(b), "device": str(dev), "files": files})
-    for key, img in (("a", img_a), ("b", img_b)):
-        if img.bit_depth != 8:
-            report.setdefault("notes", []).append(
-                f"image {key.upper()} is {img.bit_depth}-bit; the output is 8-bit, so L-inf may exceed eps by up to "
-                "half an 8-bit level where no 8-bit value lies within the budget"
-            )
-    files["report"] = str(out_dir / "report.json")
-    write_json(out_dir / "report.json", report)
+    files = report["files"]
     ok = bool(report["gdvision_after"]["success"])
     if json_out:
         emit_json(report)
@@ -245,7 +204,7 @@ def attack(
         say(
             quiet,
             f"attack ({mode}, eps {cfg.eps * 255:.3g}/255) {'succeeded' if ok else 'FAILED'} in "
-            f"{result.seconds:.1f} s: gdvision match before {fmt(g0)}; after {fmt(g1)}",
+            f"{report['seconds']:.1f} s: gdvision match before {fmt(g0)}; after {fmt(g1)}",
         )
         say(
             quiet,

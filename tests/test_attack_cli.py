@@ -164,3 +164,21 @@ def test_unmatch_of_a_pair_that_does_not_match(pair, tmp_path) -> None:
     )
     assert res.exit_code == 1, res.output
     assert "does not match" in res.output
+
+
+def test_attack_manifest_logs_each_pair(pair, tmp_path) -> None:
+    """Two attacks from a manifest (one with its own target H); outputs per id; the budget holds in the log."""
+    (pair / "attacks.csv").write_text("id,a,b,target_h\nplain,a.png,b.png,\nshifted,a.png,b.png,shift.json\n")
+    out = tmp_path / "runs"
+    args = ["attack", "--manifest", str(pair / "attacks.csv"), "--out-dir", str(out), "--steps", "2"]
+    args += ["--eps", "6/255", "--max-features", "300", "--no-opencv", "--json", "--device", "cpu"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["ok"] == 2 and rep["metrics"]["linf_255_max"]["max"] <= 6.0 + 1e-4
+    for iid in ("plain", "shifted"):
+        assert (out / iid / "a_adv.png").exists() and (out / iid / "report.json").exists()
+    shifted = json.loads((out / "shifted" / "report.json").read_text())
+    assert shifted["homography"] == [[1, 0, 3], [0, 1, -2], [0, 0, 1]]
+    res = runner.invoke(app, [*args, "--resume", "--min-metric", "success=1"])
+    assert res.exit_code == 1 and "regression" in res.output  # 2 steps cannot make them match
