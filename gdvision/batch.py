@@ -380,8 +380,11 @@ def run_items(
         t = time.perf_counter()
         try:
             outcomes = job.solve(group)
-        except GdvisionError as exc:
-            outcomes = [Outcome(it, error=str(exc)) for it, _ in group]
+        except (GdvisionError, ValueError, RuntimeError) as exc:  # the batch fails, the run goes on
+            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+                raise
+            msg = str(exc) if isinstance(exc, GdvisionError) else f"{type(exc).__name__}: {exc}"
+            outcomes = [Outcome(it, error=msg.splitlines()[0]) for it, _ in group]
         per_item = (time.perf_counter() - t) / len(group)
         for oc in outcomes:
             record(oc.item, oc.result, oc.error, per_item)
@@ -392,9 +395,10 @@ def run_items(
                 record(item, None, error, 0.0)
                 continue
             key = job.batch_key(item, loaded)
-            if key is None:
-                pending[("__single__", item.id)] = [(item, loaded)]
-                flush(("__single__", item.id))
+            if key is None:  # not batchable: solve it now, alone
+                key = ("__single__", item.id)
+                pending[key] = [(item, loaded)]
+                flush(key)
                 continue
             pending.setdefault(key, []).append((item, loaded))
             if len(pending[key]) >= batch_size:

@@ -41,6 +41,10 @@ def _split_result(record: dict[str, Any], outputs: dict[str, str], metric_keys: 
     return {"outputs": outputs, "metrics": metrics, **record}
 
 
+def _pair_id(fields: dict[str, str]) -> str:
+    return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
+
+
 class _PairJob:
     """What register and match share: columns ``a``, ``b``, ``gt``; id ``<stemA>__<stemB>``; a JSON result per pair."""
 
@@ -55,7 +59,7 @@ class _PairJob:
         self.cfg, self.device = cfg, device
 
     def item_id(self, fields: dict[str, str]) -> str:
-        return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
+        return _pair_id(fields)
 
     def output_of(self, item_id: str, out_dir: Path) -> Path:
         return out_dir / f"{item_id}.json"
@@ -244,7 +248,7 @@ class AttackJob:
         self.cfg, self.device, self.seed, self.opencv, self.progress = cfg, device, seed, opencv, progress
 
     def item_id(self, fields: dict[str, str]) -> str:
-        return f"{Path(fields['a']).stem}__{Path(fields['b']).stem}"
+        return _pair_id(fields)
 
     def output_of(self, item_id: str, out_dir: Path) -> Path:
         return out_dir / item_id

@@ -221,3 +221,16 @@ def test_items_of_a_crashed_rank_are_resumed(image_folder: Path, tmp_path: Path)
     assert sorted(x["id"] for x in log) == [f"item{i:02d}" for i in range(24)]
     assert {x["rank"] for x in log if x["index"] % 2 == 1} == {1}  # rank 1's records were kept, not redone
     assert not list(out.glob("run.rank*.jsonl"))
+
+
+def test_a_failing_batch_fails_its_items_only(image_folder: Path, tmp_path: Path) -> None:
+    """A solver error in one batch (an image too small for a 'valid' 5x5 filter) is logged; the others finish."""
+    iio.imwrite(image_folder / "tiny.png", np.zeros((3, 3, 3), np.uint8))
+    (image_folder / "tiny.csv").write_text("id,image\nsmall,tiny.png\nbig,im00.png\n")
+    out = tmp_path / "out"
+    args = ["edges", "--manifest", str(image_folder / "tiny.csv"), "-o", str(out), "--device", "cpu", "--json"]
+    r = runner.invoke(app, [*args, "--border", "valid", "--ksize", "5"])
+    assert r.exit_code == 1
+    rep = json.loads(r.stdout)
+    assert rep["ok"] == 1 and rep["failures"][0]["id"] == "small" and "too small" in rep["failures"][0]["error"]
+    assert (out / "big.png").exists() and not (out / "small.png").exists()
