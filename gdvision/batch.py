@@ -243,7 +243,6 @@ class RunSummary:
     items: int = 0
     done_now: int = 0
     already_done: int = 0
-    failed: int = 0
     seconds: float = 0.0
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -407,7 +406,6 @@ def run_items(
             flush(key)
     finally:
         log.close()
-    summary.failed = sum(1 for r in summary.records.values() if r.get("status") != "ok")
     summary.seconds = time.perf_counter() - t0
     return summary
 

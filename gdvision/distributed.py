@@ -117,7 +117,6 @@ def run_manifest(
         summary.already_done = (
             len([i for i, rec in summary.records.items() if rec.get("status") == "ok"]) - summary.done_now
         )
-        summary.failed = len(summary.failures)
         return summary
     finally:
         if r.distributed and dist.is_initialized():
