@@ -384,6 +384,22 @@ def _mapped(fa: Features, fb: Features, H: torch.Tensor) -> tuple[torch.Tensor, 
     return pa, dxy, dd
 
 
+def _pair_terms(
+    fa: Features, fb: Features, pa: torch.Tensor, ia: torch.Tensor, j: torch.Tensor, k: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """For the A keypoints ``ia`` with partner ``j`` and ratio-test runner-up ``k`` in B: the differentiable
+    descriptor distances to both and the squared pixel distance from ``H(p)`` (``pa``) to the partner."""
+    d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
+    d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
+    return d_pos, d_neg, ((pa[ia] - fb.xy[j]) ** 2).sum(1)
+
+
+def _per_keypoint(fa: Features, *terms: torch.Tensor) -> torch.Tensor:
+    """The summed ``terms`` divided by the keypoint count of A (a loss that does not grow with the count)."""
+    n = max(len(fa), 1)
+    return sum((t.sum() for t in terms), fa.xy.new_zeros(())) / n
+
+
 def ratio_targeted_loss(
     fa: Features,
     fb: Features,
@@ -424,12 +440,9 @@ def ratio_targeted_loss(
         nxt = rest[torch.argsort(gap[rest])[:focus]]
         keep = torch.cat([torch.nonzero(passing)[:, 0], nxt])
         ia, j, k = ia[keep], j[keep], k[keep]
-    d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
-    d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
+    d_pos, d_neg, sq = _pair_terms(fa, fb, pa, ia, j, k)
     hinge = torch.relu(d_pos - ratio * d_neg + margin)
-    loc = ((pa[ia] - fb.xy[j]) ** 2).sum(1) / r2
-    n = max(len(fa), 1)
-    return loc.sum() / n + alpha * hinge.sum() / n
+    return _per_keypoint(fa, sq / r2, alpha * hinge)
 
 
 def ratio_untargeted_loss(
@@ -462,12 +475,9 @@ def ratio_untargeted_loss(
         return zero
     ia = torch.nonzero(active)[:, 0]
     j, k = j[ia], k[ia]
-    d_pos = (fa.desc[ia] - fb.desc[j]).norm(dim=1)
-    d_neg = (fa.desc[ia] - fb.desc[k]).norm(dim=1)
+    d_pos, d_neg, sq = _pair_terms(fa, fb, pa, ia, j, k)
     hinge = torch.relu(ratio * d_neg + margin - d_pos)
-    push = torch.exp(-((pa[ia] - fb.xy[j]) ** 2).sum(1) / r2)
-    n = max(len(fa), 1)
-    return push.sum() / n + alpha * hinge.sum() / n
+    return _per_keypoint(fa, torch.exp(-sq / r2), alpha * hinge)
 
 
 def ransac_failures(
