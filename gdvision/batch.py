@@ -41,6 +41,7 @@ from typing import Any, Protocol
 
 from .errors import GdvisionError, UsageError
 from .io import atomic_write_bytes, dumps_json
+from .prefetch import prefetch
 
 LOG_NAME = "run.jsonl"
 
@@ -306,14 +307,7 @@ def _load_ahead(job: Job, items: list[Item], workers: int) -> Iterator[tuple[Ite
             return item, None, f"{type(exc).__name__}: {exc}".splitlines()[0]
 
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        window = max(2 * workers, 8)
-        futures = [pool.submit(load, it) for it in items[:window]]
-        nxt = len(futures)
-        while futures:
-            fut = futures.pop(0)
-            if nxt < len(items):
-                futures.append(pool.submit(load, items[nxt]))
-                nxt += 1
+        for _, fut in prefetch(pool, load, items, max(2 * workers, 8)):
             yield fut.result()
 
 

@@ -30,6 +30,7 @@ from .errors import GdvisionError, UsageError
 from .filters import deriv_kernel1d, gradient, gradient_magnitude, laplacian, orientation
 from .io import atomic_write_bytes as _atomic_write
 from .io import encode_png, read_image, write_npy
+from .prefetch import prefetch
 
 OPS = ("sobel", "scharr", "laplacian", "canny")
 WHATS = ("magnitude", "dx", "dy", "orientation")
@@ -294,19 +295,7 @@ def run_edges(
 
         groups: dict[tuple[int, ...], list[tuple[Path, Path, np.ndarray]]] = {}
         ahead = max(2 * batch_size, 2 * workers)
-        decodes: list[tuple[Path, Path, Future]] = []
-        it = iter(todo)
-        exhausted = False
-        while True:
-            while not exhausted and len(decodes) < ahead:
-                nxt = next(it, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                decodes.append((nxt[0], nxt[1], pool.submit(read_image, nxt[0])))
-            if not decodes:
-                break
-            p, o, fut = decodes.pop(0)
+        for (p, o), fut in prefetch(pool, lambda po: read_image(po[0]), todo, ahead):
             try:
                 arr = fut.result().array
             except Exception as exc:  # noqa: BLE001 - corrupt/unreadable file: report and go on
