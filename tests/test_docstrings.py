@@ -1,0 +1,28 @@
+"""The docstring examples of every library module run and print what they claim (doctest)."""
+
+from __future__ import annotations
+
+import doctest
+import importlib
+import pkgutil
+
+import pytest
+
+import gdvision
+
+MODULES = sorted(
+    m.name
+    for m in pkgutil.iter_modules(gdvision.__path__, "gdvision.")
+    if m.name not in ("gdvision.cli", "gdvision.__main__")
+)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_docstring_examples(name: str) -> None:
+    module = importlib.import_module(name)
+    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE, verbose=False)
+    assert result.failed == 0, f"{result.failed} of {result.attempted} docstring examples of {name} failed"
+
+
+def test_modules_found() -> None:
+    assert "gdvision.attack" in MODULES and "gdvision.prefetch" in MODULES
