@@ -13,8 +13,8 @@ no upsampling, contrast 0, ratio 0.8, RANSAC 3 px) and two transfer checks: gdvi
 (DoG, upsampled first octave, 4000 features) and OpenCV SIFT + ratio 0.8 + findHomography RANSAC 3 px.
 
 Attacks (``AttackConfig`` defaults otherwise: ratio loss, 8-bit straight-through steps, best step kept, 3 Adam
-phases): targeted eps 8/255, texture start, lr 0.01, 400 steps, stopping early once 60 ratio matches (twice the
-acceptance) are consistent with the target; untargeted eps 4/255, clean start, lr 0.003, 150 steps, the best step
+phases): targeted eps 8/255, texture start, lr 0.01, 600 steps, stopping early once 60 ratio matches (twice the
+acceptance) are consistent with the target; untargeted eps 4/255, clean start, lr 0.003, 300 steps, the best step
 ranked by 3 seeded RANSAC runs (seeds 1-3; the evaluation uses 0), stopping early once no ratio match is left within
 10 px of the true H.
 
@@ -144,9 +144,9 @@ def _fmt(r: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one pair of each kind, 160x120, few steps")
-    ap.add_argument("--steps", type=int, default=None, help="Adam steps per targeted attack (default 400, quick 10)")
+    ap.add_argument("--steps", type=int, default=None, help="Adam steps per targeted attack (default 600, quick 10)")
     ap.add_argument(
-        "--steps-unmatch", type=int, default=None, help="Adam steps per untargeted attack (default 150, quick 10)"
+        "--steps-unmatch", type=int, default=None, help="Adam steps per untargeted attack (default 300, quick 10)"
     )
     ap.add_argument(
         "--stop-inliers", type=int, default=60, help="targeted: stop once this many matches are consistent (0 = never)"
@@ -171,8 +171,8 @@ def main() -> None:
     except ImportError:
         pass
     n, size = (1, (160, 120)) if args.quick else (5, (320, 240))
-    steps = args.steps or (10 if args.quick else 400)
-    steps_un = args.steps_unmatch or (10 if args.quick else 150)
+    steps = args.steps or (10 if args.quick else 600)
+    steps_un = args.steps_unmatch or (10 if args.quick else 300)
     unrelated, true = build_pairs(n, size)
     folder = OUT / f"attack{args.tag}"
     rows = []
