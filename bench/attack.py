@@ -156,6 +156,9 @@ def main() -> None:
     ap.add_argument("--lr-match", type=float, default=0.01, help="Adam step of the targeted attacks")
     ap.add_argument("--lr-unmatch", type=float, default=0.003, help="Adam step of the untargeted attacks")
     ap.add_argument(
+        "--eps-unmatch", type=float, default=4.0, help="L-inf budget of the untargeted attacks in 8-bit levels (/255)"
+    )
+    ap.add_argument(
         "--no-focus", dest="focus", action="store_false", help="targeted: the paper's unweighted descriptor term"
     )
     ap.add_argument("--tag", default="", help="suffix of the result file name")
@@ -181,7 +184,7 @@ def main() -> None:
         rows = old["rows"]
         by_name = {p["name"]: p for p in unrelated + true}
         reevaluate(rows, by_name, {m: AttackConfig(mode=m) for m in ("match", "unmatch")})
-    for mode, pairs, eps in (("match", unrelated, 8 / 255), ("unmatch", true, 4 / 255)):
+    for mode, pairs, eps in (("match", unrelated, 8 / 255), ("unmatch", true, args.eps_unmatch / 255)):
         if (args.only is not None and mode != args.only) or old is not None:
             continue
         lr = args.lr_match if mode == "match" else args.lr_unmatch
@@ -231,6 +234,7 @@ def main() -> None:
                 "size": size,
                 "steps": {"match": steps, "unmatch": steps_un},
                 "stop_inliers_match": args.stop_inliers,
+                "eps_255": {"match": 8.0, "unmatch": args.eps_unmatch},
                 "loss": args.loss,
                 "threads": args.threads,
                 "init_targeted": args.init,
