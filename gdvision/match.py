@@ -3,8 +3,9 @@
 Two entry points:
 
 - :func:`detect_and_describe`: (B, C, H, W) images -> :class:`Features` (positions, scales, angles,
-  responses, 128-d descriptors). Differentiable: ``xy``, ``scale``, ``response`` and ``desc`` carry gradients
-  back to the image pixels (the discrete choices - which extrema, which orientation - do not).
+  responses, 128-d descriptors). Differentiable: ``xy``, ``scale``, ``angle`` (within its histogram peak),
+  ``response`` and ``desc`` carry gradients back to the image pixels (the discrete choices - which extrema,
+  which histogram peak - do not).
 - :func:`match_images`: two images -> :class:`MatchResult` with the homography A -> B (or fundamental matrix),
   the matches and the inlier flags; optionally refined photometrically by :func:`gdvision.register.register_pair`.
 

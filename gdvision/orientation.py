@@ -33,42 +33,48 @@ def _grid(n: int, extent: float, dtype: torch.dtype, device: torch.device) -> to
 def orientation_histograms(
     ss: ScaleSpace, kp: Keypoints, samples: int = 19, window: float = 1.5, radius: float = 3.0
 ) -> torch.Tensor:
-    """(K, 36) smoothed gradient orientation histograms (no gradients flow: orientation is a discrete choice).
+    """(K, 36) smoothed gradient orientation histograms.
 
-    ``samples`` x ``samples`` gradient samples cover the disc of radius ``radius * window * sigma``.
+    ``samples`` x ``samples`` gradient samples cover the disc of radius ``radius * window * sigma``. The values are
+    differentiable with respect to the scale space (each sample votes linearly into its two nearest bins), so the
+    interpolated peak angle of :func:`assign_orientations` carries gradients back to the pixels; the keypoint
+    positions and scales used to place the samples are taken as constants, and which bin peaks is a discrete choice.
     """
-    with torch.no_grad():
-        k = len(kp)
-        dev, dt = kp.xy.device, kp.xy.dtype
-        if k == 0:
-            return torch.zeros(0, NUM_BINS, device=dev, dtype=dt)
-        step = torch.pow(2.0, kp.octave.to(dt) + ss.first_octave)
-        c = kp.xy.detach() / step.unsqueeze(1)
-        sig = kp.scale.detach() / step
-        ext = radius * window  # in units of sigma
-        n = samples + 2
-        h = 2.0 * ext / (samples - 1)  # spacing in sigma units
-        g = _grid(n, ext + h, dt, dev)  # (n*n, 2)
-        pts = c.unsqueeze(1) + g.unsqueeze(0) * sig.view(-1, 1, 1)
-        vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
-        gx = vals[:, 1:-1, 2:] - vals[:, 1:-1, :-2]
-        gy = vals[:, 2:, 1:-1] - vals[:, :-2, 1:-1]
-        inner = _grid(samples, ext, dt, dev)
-        r2 = (inner**2).sum(-1)
-        wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
-        mag = torch.sqrt(gx * gx + gy * gy).reshape(k, -1) * wgt
-        ang = torch.atan2(gy, gx).reshape(k, -1)
-        f = torch.remainder(ang / (2 * math.pi) * NUM_BINS, NUM_BINS)
-        b0 = torch.floor(f).long() % NUM_BINS
-        fr = f - torch.floor(f)
-        base = (torch.arange(k, device=dev) * NUM_BINS).unsqueeze(1)
-        hist = torch.zeros(k * NUM_BINS, device=dev, dtype=dt)
-        hist.scatter_add_(0, (base + b0).reshape(-1), (mag * (1 - fr)).reshape(-1))
-        hist.scatter_add_(0, (base + (b0 + 1) % NUM_BINS).reshape(-1), (mag * fr).reshape(-1))
-        hist = hist.view(k, 1, NUM_BINS)
-        ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=dt, device=dev).view(1, 1, 5) / 16.0
-        hist = F.conv1d(F.pad(hist, (2, 2), mode="circular"), ker)
-        return hist[:, 0]
+    k = len(kp)
+    dev, dt = kp.xy.device, kp.xy.dtype
+    if k == 0:
+        return torch.zeros(0, NUM_BINS, device=dev, dtype=dt)
+    step = torch.pow(2.0, kp.octave.to(dt) + ss.first_octave)
+    c = kp.xy.detach() / step.unsqueeze(1)
+    sig = kp.scale.detach() / step
+    ext = radius * window  # in units of sigma
+    n = samples + 2
+    h = 2.0 * ext / (samples - 1)  # spacing in sigma units
+    g = _grid(n, ext + h, dt, dev)  # (n*n, 2)
+    pts = c.unsqueeze(1) + g.unsqueeze(0) * sig.view(-1, 1, 1)
+    vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
+    gx = vals[:, 1:-1, 2:] - vals[:, 1:-1, :-2]
+    gy = vals[:, 2:, 1:-1] - vals[:, :-2, 1:-1]
+    inner = _grid(samples, ext, dt, dev)
+    r2 = (inner**2).sum(-1)
+    wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
+    m2 = gx * gx + gy * gy
+    nz = m2 > 0  # zero gradients: magnitude 0, angle 0, with finite derivatives
+    mag = torch.where(nz, torch.sqrt(torch.where(nz, m2, torch.ones_like(m2))), torch.zeros_like(m2))
+    mag = mag.reshape(k, -1) * wgt
+    ang = torch.atan2(torch.where(nz, gy, torch.zeros_like(gy)), torch.where(nz, gx, torch.ones_like(gx)))
+    f = torch.remainder(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
+    fl = torch.floor(f.detach())
+    b0 = fl.long() % NUM_BINS
+    fr = f - fl
+    base = (torch.arange(k, device=dev) * NUM_BINS).unsqueeze(1)
+    hist = torch.zeros(k * NUM_BINS, device=dev, dtype=vals.dtype)
+    hist = hist.scatter_add(0, (base + b0).reshape(-1), (mag * (1 - fr)).reshape(-1))
+    hist = hist.scatter_add(0, (base + (b0 + 1) % NUM_BINS).reshape(-1), (mag * fr).reshape(-1))
+    hist = hist.view(k, 1, NUM_BINS)
+    ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=hist.dtype, device=dev).view(1, 1, 5) / 16.0
+    hist = F.conv1d(F.pad(hist, (2, 2), mode="circular"), ker)
+    return hist[:, 0]
 
 
 def assign_orientations(

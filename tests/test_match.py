@@ -164,6 +164,37 @@ def test_gradients_flow_from_descriptors_and_locations_to_pixels(natural_gray):
     assert abs(analytic - numeric) < 1e-3 * max(1.0, abs(numeric)), (analytic, numeric)
 
 
+def test_orientation_angle_is_differentiable_within_its_peak(natural_gray):
+    """The interpolated peak angle carries gradients to the pixels, and they agree with a finite difference
+    (float64, fixed keypoints; the step is small enough that no peak changes bin)."""
+    from gdvision.detectors import Keypoints
+    from gdvision.orientation import assign_orientations
+
+    x = _texture(natural_gray, 64).double()
+    kp = Keypoints(
+        torch.zeros(3, dtype=torch.long),
+        torch.zeros(3, dtype=torch.long),
+        torch.tensor([1, 2, 2]),
+        torch.tensor([[30.3, 28.7], [35.2, 33.1], [24.0, 40.5]], dtype=torch.float64),
+        torch.tensor([2.5, 3.5, 3.0], dtype=torch.float64),
+        torch.ones(3, dtype=torch.float64),
+    )
+    direction = torch.from_numpy(np.random.default_rng(2).normal(size=x.shape))
+
+    def angles(im: torch.Tensor) -> torch.Tensor:
+        return assign_orientations(build_scale_space(im, double_first=False), kp, max_orientations=1)[1]
+
+    xr = x.clone().requires_grad_(True)
+    a0 = angles(xr)
+    assert a0.shape == (3,)
+    a0.sum().backward()
+    assert xr.grad is not None and bool(torch.isfinite(xr.grad).all()) and float(xr.grad.abs().sum()) > 0
+    analytic = float((xr.grad * direction).sum())
+    eps = 1e-7
+    numeric = float((angles(x + eps * direction) - angles(x - eps * direction)).sum()) / (2 * eps)
+    assert abs(analytic - numeric) < 1e-3 * max(1.0, abs(numeric)), (analytic, numeric)
+
+
 def test_orientation_follows_rotation(natural_gray):
     a = _texture(natural_gray, 160)
     Hm = _similarity(70.0, 1.0, 79.5)
