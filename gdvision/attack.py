@@ -2,9 +2,10 @@
 
 The attacked pipeline is :func:`gdvision.match.detect_and_describe` (Hessian keypoints + SIFT descriptors by
 default, the top ``max_features`` of each image) followed by the ratio test and RANSAC. Keypoint positions,
-scales and descriptors are differentiable functions of the pixels, so the pixels can be optimised by gradient
-descent (the shared loop :func:`gdvision.optim.minimize_first_order`, Adam). The keypoint *selection* is not
-differentiable: it is redone from the current pixels at every step.
+scales, orientation angles (within their histogram peak) and descriptors are differentiable functions of the pixels,
+so the pixels can be optimised by gradient descent (the shared loop :func:`gdvision.optim.minimize_first_order`,
+Adam). The keypoint *selection* (and which orientation peak wins) is not differentiable: it is redone from the
+current pixels at every step.
 
 Modes (``H`` maps pixels of A to pixels of B, ``[xB, yB, 1]^T ~ H [xA, yA, 1]^T``):
 
