@@ -299,6 +299,11 @@ def perturbation_stats(x: torch.Tensor, x0: torch.Tensor) -> dict[str, float]:
 # ------------------------------------------------------------------------------------------- losses
 
 
+def _zero(fa: Features, fb: Features) -> torch.Tensor:
+    """A scalar 0 attached to both feature sets' graphs (a loss with nothing to push still backpropagates)."""
+    return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+
+
 def _correspondents(fa: Features, fb: Features, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """For each keypoint of A: index of the B keypoint nearest to ``H(p)`` in (x, y, scale), the squared distance
     (px^2, differentiable) and the (Na, Nb) detached squared-distance matrix."""
@@ -337,7 +342,7 @@ def targeted_loss(
     ``fa``, ``fb``: features of one image each; ``H`` (3, 3) target homography A -> B in pixels.
     """
     if len(fa) == 0 or len(fb) < 2:
-        return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0 + 2.0
+        return _zero(fa, fb) + 2.0
     j, d2, D = _correspondents(fa, fb, H)
     r2 = radius * radius
     loc = (r2 * d2 / (d2 + r2)).mean()  # soft cap: pairs far apart pull with bounded force
@@ -359,7 +364,7 @@ def untargeted_loss(
     ``H`` (3, 3) is the true homography A -> B in pixels. Only the pairs that would still pass the ratio test
     with ``margin`` to spare (``d_pos < ratio d_neg + margin``) count, so the effort goes to the surviving matches.
     """
-    zero = fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+    zero = _zero(fa, fb)
     if len(fa) == 0 or len(fb) < 2:
         return zero
     j, d2, D = _correspondents(fa, fb, H)
@@ -375,14 +380,16 @@ def untargeted_loss(
     return loc + alpha * desc
 
 
-def _mapped(fa: Features, fb: Features, H: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``H(p)`` of A's keypoints (Na, 2, differentiable), the detached squared pixel distances (Na, Nb) from them
-    to B's keypoints, and the detached descriptor distances (Na, Nb)."""
+def _mapped(
+    fa: Features, fb: Features, H: torch.Tensor, radius: float
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``H(p)`` of A's keypoints (Na, 2, differentiable), the detached (Na, Nb) mask of B keypoints within
+    ``radius`` px of it, and the detached descriptor distances (Na, Nb)."""
     pa = apply_homography(H.to(fa.xy.dtype), fa.xy)
     with torch.no_grad():
-        dxy = torch.cdist(pa.detach(), fb.xy.detach()) ** 2
+        near = torch.cdist(pa.detach(), fb.xy.detach()) ** 2 < radius * radius
         dd = torch.cdist(fa.desc.detach(), fb.desc.detach())
-    return pa, dxy, dd
+    return pa, near, dd
 
 
 def _pair_terms(
@@ -421,13 +428,11 @@ def ratio_targeted_loss(
     ``d(p, q) - ratio d(p, n)``) count. Descriptor patches overlap, so spreading the effort over every pair makes
     their pixel gradients cancel; concentrated, each chosen pair gets the whole budget of its patch."""
     if len(fa) == 0 or len(fb) < 2:
-        return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
-    pa, dxy, dd = _mapped(fa, fb, H)
-    r2 = radius * radius
-    near = dxy < r2
+        return _zero(fa, fb)
+    pa, near, dd = _mapped(fa, fb, H, radius)
     has = near.any(1)
     if not bool(has.any()):
-        return fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
+        return _zero(fa, fb)
     inf = torch.full_like(dd, float("inf"))
     j = torch.argmin(torch.where(near, dd, inf), 1)
     # the runner-up of the ratio test: the nearest descriptor of B other than q (near H(p) or not)
@@ -443,7 +448,7 @@ def ratio_targeted_loss(
         ia, j, k = ia[keep], j[keep], k[keep]
     d_pos, d_neg, sq = _pair_terms(fa, fb, pa, ia, j, k)
     hinge = torch.relu(d_pos - ratio * d_neg + margin)
-    return _per_keypoint(fa, sq / r2, alpha * hinge)
+    return _per_keypoint(fa, sq / (radius * radius), alpha * hinge)
 
 
 def ratio_untargeted_loss(
@@ -460,12 +465,9 @@ def ratio_untargeted_loss(
     ``p`` to any B keypoint near ``H(p)`` fails the ratio test once ``d_pos >= ratio d_neg``, so the loss is the
     summed hinge ``relu(ratio d_neg + margin - d_pos)`` (plus ``exp(-d^2 / radius^2)`` of the partner, pushing it
     away), divided by the keypoint count of A."""
-    zero = fa.xy.sum() * 0.0 + fb.xy.sum() * 0.0
     if len(fa) == 0 or len(fb) < 2:
-        return zero
-    pa, dxy, dd = _mapped(fa, fb, H)
-    r2 = radius * radius
-    near = dxy < r2
+        return _zero(fa, fb)
+    pa, near, dd = _mapped(fa, fb, H, radius)
     inf = torch.full_like(dd, float("inf"))
     pos = torch.where(near, dd, inf)
     neg = torch.where(near, inf, dd)
@@ -473,12 +475,12 @@ def ratio_untargeted_loss(
     dn, k = neg.min(1)
     active = torch.isfinite(dp) & torch.isfinite(dn) & (ratio * dn + margin > dp)
     if not bool(active.any()):
-        return zero
+        return _zero(fa, fb)
     ia = torch.nonzero(active)[:, 0]
     j, k = j[ia], k[ia]
     d_pos, d_neg, sq = _pair_terms(fa, fb, pa, ia, j, k)
     hinge = torch.relu(ratio * d_neg + margin - d_pos)
-    return _per_keypoint(fa, torch.exp(-sq / r2), alpha * hinge)
+    return _per_keypoint(fa, torch.exp(-sq / (radius * radius)), alpha * hinge)
 
 
 def ransac_failures(
