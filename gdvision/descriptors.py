@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from .scale_space import ScaleSpace, sample_patches
+from .scale_space import ScaleSpace, patch_gradients, sample_patches
 
 DESCRIPTOR_SIZE = 128
 
@@ -122,12 +122,7 @@ def sift_descriptors(
         py = grid[None, :, 0] * sa[:, None] + grid[None, :, 1] * ca[:, None]
         pts = c.unsqueeze(1) + torch.stack([px, py], -1) * bw.view(-1, 1, 1)
         vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
-        gx = vals[:, 1:-1, 2:] - vals[:, 1:-1, :-2]
-        gy = vals[:, 2:, 1:-1] - vals[:, :-2, 1:-1]
-        mag2 = gx * gx + gy * gy
-        nz = mag2 > 1e-20
-        mag = torch.sqrt(torch.where(nz, mag2, torch.ones_like(mag2))) * nz
-        ang = torch.atan2(torch.where(nz, gy, torch.zeros_like(gy)), torch.where(nz, gx, torch.ones_like(gx)))
+        mag, ang = patch_gradients(vals, tiny=1e-20)
         f = torch.remainder(ang * (n_orient / (2 * math.pi)), n_orient).reshape(kk, 1, -1)
         b0 = torch.floor(f.detach())
         fr = f - b0

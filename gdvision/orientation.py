@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from .detectors import Keypoints
-from .scale_space import ScaleSpace, sample_patches
+from .scale_space import ScaleSpace, patch_gradients, sample_patches
 
 NUM_BINS = 36
 
@@ -53,16 +53,11 @@ def orientation_histograms(
     g = _grid(n, ext + h, dt, dev)  # (n*n, 2)
     pts = c.unsqueeze(1) + g.unsqueeze(0) * sig.view(-1, 1, 1)
     vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
-    gx = vals[:, 1:-1, 2:] - vals[:, 1:-1, :-2]
-    gy = vals[:, 2:, 1:-1] - vals[:, :-2, 1:-1]
     inner = _grid(samples, ext, dt, dev)
     r2 = (inner**2).sum(-1)
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
-    m2 = gx * gx + gy * gy
-    nz = m2 > 0  # zero gradients: magnitude 0, angle 0, with finite derivatives
-    mag = torch.where(nz, torch.sqrt(torch.where(nz, m2, torch.ones_like(m2))), torch.zeros_like(m2))
+    mag, ang = patch_gradients(vals)
     mag = mag.reshape(k, -1) * wgt
-    ang = torch.atan2(torch.where(nz, gy, torch.zeros_like(gy)), torch.where(nz, gx, torch.ones_like(gx)))
     f = torch.remainder(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
     fl = torch.floor(f.detach())
     b0 = fl.long() % NUM_BINS
