@@ -700,7 +700,8 @@ def attack_pair(
             state["best_score"], state["best"] = sc, p.detach().clone()
             state["best_counts"] = (cons, near)
 
-    def loss_of(fa: Features, fb: Features) -> torch.Tensor:
+    def objective(xa: torch.Tensor, xb: torch.Tensor, fa: Features, fb: Features) -> torch.Tensor:
+        """The attack loss plus ``beta`` times the mean squared change of each perturbed image (scalar)."""
         if cfg.loss == "paper":
             if cfg.mode == "match":
                 main = targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.focus)
@@ -710,19 +711,18 @@ def attack_pair(
             main = ratio_targeted_loss(fa, fb, H, cfg.radius, cfg.alpha, cfg.margin, focus=cfg.focus_count)
         else:
             main = ratio_untargeted_loss(fa, fb, H, cfg.kill_radius, cfg.alpha, cfg.margin)
-        return main
-
-    def loss_fn(p: torch.Tensor) -> torch.Tensor:
-        xa, xb = images(p)
-        fa, fb = features(xa, xb)
-        main = loss_of(fa, fb)
         reg = xa.new_zeros(())
         if use_a:
             reg = reg + ((xa - a0) ** 2).mean()
         if use_b:
             reg = reg + ((xb - b0) ** 2).mean()
+        return main + cfg.beta * reg
+
+    def loss_fn(p: torch.Tensor) -> torch.Tensor:
+        xa, xb = images(p)
+        fa, fb = features(xa, xb)
+        total = objective(xa, xb, fa, fb)
         state["it"] += 1
-        total = main + cfg.beta * reg
         if track or (cfg.eval_every and (state["it"] % cfg.eval_every == 1 or cfg.eval_every == 1)):
             score(fa, fb, p, float(total.detach()))
         return total.reshape(1)
@@ -764,15 +764,11 @@ def attack_pair(
             if track:  # the last step's result was never scored
                 xa, xb = images(p)
                 fa, fb = features(xa, xb)
-                main = loss_of(fa, fb)
-                reg = ((xa - a0) ** 2).mean() * use_a + ((xb - b0) ** 2).mean() * use_b
-                score(fa, fb, p, float(main + cfg.beta * reg))
+                score(fa, fb, p, float(objective(xa, xb, fa, fb)))
         if cfg.keep_best and state["best"] is not None:
             p = state["best"]
     iters = state["it"]
     with torch.no_grad():
-        if cfg.keep_best and state["best"] is not None:
-            p = state["best"]
         xa, xb = images(p)
         qa = quantize_within_budget(xa, a0, cfg.eps) if use_a else a0
         qb = quantize_within_budget(xb, b0, cfg.eps) if use_b else b0
