@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import load_natural, make_pairs  # noqa: E402
 
-from gdvision.attack import (  # noqa: E402
+from gdvision.attack.solver import (  # noqa: E402
     AttackConfig,
     attack_pair,
     evaluate_gdvision,
@@ -47,8 +47,8 @@ from gdvision.attack import (  # noqa: E402
     perturbation_stats,
     success,
 )
-from gdvision.io import read_image, write_png  # noqa: E402
-from gdvision.match import MatchConfig  # noqa: E402
+from gdvision.features.match import MatchConfig  # noqa: E402
+from gdvision.io.images import read_image, write_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results"

@@ -66,7 +66,7 @@ def fill_holes_middlebury(disp: np.ndarray) -> np.ndarray:
 
 
 def score(disp: np.ndarray, gt: np.ndarray, f: float, base: float, doffs: float, common: np.ndarray) -> dict:
-    from gdvision.depth_metrics import depth_metrics, disparity_metrics, disparity_to_depth
+    from gdvision.depth.metrics import depth_metrics, disparity_metrics, disparity_to_depth
 
     gz = disparity_to_depth(gt, f, base, doffs)
     z = disparity_to_depth(disp, f, base, doffs)
@@ -103,8 +103,8 @@ def main() -> None:
     import imageio.v3 as iio
     import torch
 
-    from gdvision.depth import DepthConfig, View, estimate_depth
-    from gdvision.depth_metrics import depth_to_disparity
+    from gdvision.depth.metrics import depth_to_disparity
+    from gdvision.depth.solver import DepthConfig, View, estimate_depth
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -215,7 +215,7 @@ def main() -> None:
         "bm": "blockSize 15, uniqueness 10, speckle 100/2, gray",
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    from gdvision.io import write_json
+    from gdvision.io.images import write_json
 
     write_json(args.out, {"meta": meta, "results": results})
     hdr = f"{'method':22s} {'bad-2':>7s} {'holes':>7s} {'AbsRel':>7s} {'d<1.25':>7s} {'AbsRel@SGBM px':>14s} "

@@ -4,7 +4,7 @@ Pairs: synthetic homographies of the natural photos (``bench/synthetic.py``: 480
 25%, in-plane rotation up to 45 degrees, scale 0.6-1.6, gain 0.8-1.2, bias +-0.05, noise 0.01, seed 0) plus
 the four mono-modal ITK brain pairs. Methods, in the same run and on the same pairs:
 
-- ``gdvision``: :func:`gdvision.match.match_images` with its defaults (DoG, ratio 0.8, RANSAC 3 px).
+- ``gdvision``: :func:`gdvision.features.match.match_images` with its defaults (DoG, ratio 0.8, RANSAC 3 px).
 - ``opencv``: ``cv2.SIFT_create()`` (defaults) + BFMatcher knn ratio 0.8 + ``findHomography(RANSAC, 3 px)``.
 - ``kornia``: ``SIFTFeature`` + ``match_smnn`` + ``kornia.geometry.RANSAC('homography', inl_th=3)``.
 
@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
 
 from gdvision.coords import mean_corner_error  # noqa: E402
-from gdvision.match import FeatureConfig, MatchConfig, detect_and_describe, match_images  # noqa: E402
+from gdvision.features.match import FeatureConfig, MatchConfig, detect_and_describe, match_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,7 +115,7 @@ def corner_error(H: np.ndarray | None, Hgt: np.ndarray, h: int, w: int) -> float
 
 def read_lowe_keys(path: Path) -> np.ndarray:
     """(N, 4) x, y, scale, orientation of Lowe's keys (his file stores row, col first)."""
-    from gdvision.keypoint_io import read_lowe
+    from gdvision.io.keypoints import read_lowe
 
     kp = read_lowe(path)
     return np.concatenate([kp.xy, kp.scale[:, None], kp.angle[:, None]], 1)

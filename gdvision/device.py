@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from .errors import UsageError
+from gdvision.errors import UsageError
 
 if TYPE_CHECKING:
     import torch

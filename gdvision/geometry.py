@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .optim import StepConfig, minimize_lm
+from gdvision.optim import StepConfig, minimize_lm
 
 MODELS = ("homography", "fundamental")
 

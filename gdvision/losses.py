@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .filters import gaussian_kernel1d, separable_filter, sobel
+from gdvision.filters.separable import gaussian_kernel1d, separable_filter, sobel
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None = None, eps: float = 1e-8) -> torch.Tensor:
@@ -154,10 +154,10 @@ def edge_aware_smoothness(d: torch.Tensor, image: torch.Tensor, normalize: bool 
 def _gaussian_blur_depthwise(x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Separable correlation of every channel of (B, C, H, W) with ``k`` (odd length), reflect-101 borders.
 
-    Same result as :func:`gdvision.filters.separable_filter` with ``kx = ky = k``, computed as one depthwise
+    Same result as :func:`gdvision.filters.separable.separable_filter` with ``kx = ky = k``, computed as one depthwise
     (grouped) convolution per axis, which is several times faster on CPU for many channels.
     """
-    from .filters import pad
+    from gdvision.filters.separable import pad
 
     b, c, h, w = x.shape
     r = k.numel() // 2

@@ -24,7 +24,7 @@ from typing import Protocol
 
 import torch
 
-from .errors import SolverError
+from gdvision.errors import SolverError
 
 
 @dataclass

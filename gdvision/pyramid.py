@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from .filters import separable_filter
+from gdvision.filters.separable import separable_filter
 
 _BINOMIAL5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 

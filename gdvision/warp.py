@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .coords import apply_homography, pixel_grid, pixel_to_normalized
+from gdvision.coords import apply_homography, pixel_grid, pixel_to_normalized
 
 
 def sample_points(img: torch.Tensor, pts: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:

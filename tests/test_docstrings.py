@@ -12,8 +12,8 @@ import gdvision
 
 MODULES = sorted(
     m.name
-    for m in pkgutil.iter_modules(gdvision.__path__, "gdvision.")
-    if m.name not in ("gdvision.cli", "gdvision.__main__")
+    for m in pkgutil.walk_packages(gdvision.__path__, "gdvision.")
+    if not m.name.startswith("gdvision.cli") and m.name != "gdvision.__main__"
 )
 
 
@@ -25,4 +25,4 @@ def test_docstring_examples(name: str) -> None:
 
 
 def test_modules_found() -> None:
-    assert "gdvision.attack" in MODULES and "gdvision.prefetch" in MODULES
+    assert "gdvision.attack.solver" in MODULES and "gdvision.runs.prefetch" in MODULES

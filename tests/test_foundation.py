@@ -15,7 +15,7 @@ import torch
 from gdvision.coords import apply_homography, mean_corner_error, normalized_to_pixel, pixel_to_normalized
 from gdvision.device import resolve_device
 from gdvision.errors import InputError, SolverError, UsageError
-from gdvision.io import list_images, read_homography, read_image, write_json, write_npy, write_png
+from gdvision.io.images import list_images, read_homography, read_image, write_json, write_npy, write_png
 from gdvision.losses import (
     charbonnier_loss,
     edge_aware_smoothness,
@@ -247,7 +247,7 @@ def test_first_order_converges_and_detects_nan() -> None:
 @pytest.mark.parametrize("bits", [8, 16])
 @pytest.mark.parametrize("level", [1, 6])
 def test_png_encoder_round_trips_through_opencv(channels: int, bits: int, level: int) -> None:
-    from gdvision.io import encode_png
+    from gdvision.io.images import encode_png
 
     peak = 2**bits - 1
     q = np.random.default_rng(channels + bits).integers(0, peak + 1, size=(9, 13, channels))

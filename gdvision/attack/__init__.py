@@ -1,0 +1,1 @@
+"""Adversarial perturbations that fool feature matching (the ``attack`` solver)."""

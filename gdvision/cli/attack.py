@@ -1,0 +1,221 @@
+"""``gdvision attack``: adversarial pixels that make unrelated images match, or break a true match."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from .common import (
+    DeviceOpt,
+    JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    OverwriteOpt,
+    QuietOpt,
+    ResumeOpt,
+    SeedOpt,
+    check_manifest_usage,
+    check_output,
+    emit_json,
+    handle_errors,
+    progress_bar,
+    run_manifest_command,
+    say,
+)
+
+
+def parse_eps(text: str) -> float:
+    """``0.0314`` or ``8/255`` -> float; UsageError for anything else.
+
+    Example:
+        >>> round(parse_eps("8/255"), 5)
+        0.03137
+    """
+    from gdvision.errors import UsageError
+
+    try:
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    except (ValueError, ZeroDivisionError):
+        raise UsageError(f"--eps must be a number or a fraction like 8/255, got '{text}'") from None
+
+
+@handle_errors
+def attack(
+    out_dir: Annotated[
+        Path, typer.Option(help="Folder for <stem>_adv.png, <stem>_delta.png, report.json and matches.png.")
+    ],
+    a: Annotated[Path | None, typer.Argument(help="Image A: PNG, JPEG, TIFF, PGM/PPM, .npy (gray or RGB).")] = None,
+    b: Annotated[Path | None, typer.Argument(help="Image B.")] = None,
+    mode: Annotated[
+        str,
+        typer.Option(help="match: make A and B match under the target H (targeted); unmatch: break their true match."),
+    ] = "match",
+    eps: Annotated[
+        str, typer.Option(help="L-inf budget per pixel in [0, 1] intensity units, a number or a fraction (8/255).")
+    ] = "8/255",
+    steps: Annotated[
+        int, typer.Option(help="Adam iterations (each one re-detects and re-describes both images).")
+    ] = 150,
+    lr: Annotated[
+        float | None, typer.Option(help="Adam step size, in intensity units (default 0.01 for match, 0.003 unmatch).")
+    ] = None,
+    perturb: Annotated[str, typer.Option(help="Which image(s) may change: a, b or both.")] = "both",
+    target_h: Annotated[
+        Path | None,
+        typer.Option(help='match: the homography A -> B to fake (JSON {"H": 3x3}); default identity (equal sizes).'),
+    ] = None,
+    true_h: Annotated[
+        Path | None,
+        typer.Option(help="unmatch: the true homography A -> B (JSON); default: what `gdvision match` finds now."),
+    ] = None,
+    mask: Annotated[
+        Path | None,
+        typer.Option(help="Patch attack: only pixels where this image is nonzero may change (A's size; B's too)."),
+    ] = None,
+    mask_b: Annotated[Path | None, typer.Option(help="A separate mask for B (default: --mask).")] = None,
+    alpha: Annotated[float, typer.Option(help="Weight of the descriptor term.")] = 1.0,
+    beta: Annotated[float, typer.Option(help="Weight of the mean squared pixel change.")] = 1.0,
+    init: Annotated[
+        str | None,
+        typer.Option(
+            help="Start: zero (the clean images); blend (move each image's fine detail toward the other's under H, "
+            "or away for unmatch); texture (blend plus one shared random texture in the budget left, match only). "
+            "Default: texture for match, zero for unmatch.",
+        ),
+    ] = None,
+    focus: Annotated[
+        bool,
+        typer.Option(help="--loss paper, match: weight the descriptor term by geometric proximity."),
+    ] = True,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="ratio: hinges on Lowe's ratio test for the matches that can pass (match) or survive (unmatch); "
+            "paper: the Kornia paper's triplet loss."
+        ),
+    ] = "ratio",
+    stop_inliers: Annotated[
+        int, typer.Option(help="match: stop once this many ratio matches are consistent with H (0 = all steps).")
+    ] = 0,
+    max_features: Annotated[int, typer.Option(help="Hessian keypoints kept per image (top-K).")] = 2500,
+    no_opencv: Annotated[bool, typer.Option("--no-opencv", help="Skip the OpenCV SIFT transfer check.")] = False,
+    device: DeviceOpt = "auto",
+    manifest: ManifestOpt = None,
+    resume: ResumeOpt = False,
+    overwrite: OverwriteOpt = False,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    seed: SeedOpt = None,
+) -> None:
+    """Optimise pixels, within an L-inf budget, to fool gdvision's feature matching (Hessian + SIFT + RANSAC).
+
+    match: make two unrelated images match under a target homography (identity by default).
+
+    unmatch: perturb a true pair until RANSAC no longer recovers its homography.
+
+    The perturbed images are written as 8-bit PNGs, and every figure of the report is measured on those pixels:
+
+    L-inf, L2, PSNR; inliers and corner error under gdvision match and (when installed) OpenCV SIFT + RANSAC.
+
+    Exit 0 when the attack succeeded, 1 when it did not (outputs are written either way), 2 for bad usage.
+
+    Examples:
+
+      gdvision attack cat.png house.png --mode match --out-dir adv/
+
+      gdvision attack a.png b.png --mode unmatch --eps 4/255 --true-h H.json --out-dir adv/ --json
+
+      gdvision attack --manifest pairs.csv --out-dir adv/ --min-metric success=1   (columns a, b, optional
+      target_h / true_h, mask, id; outputs in adv/<id>/)
+    """
+    from gdvision.errors import UsageError
+
+    eps_v = parse_eps(eps)
+    if target_h is not None and mode == "unmatch":
+        raise UsageError("--target-h is for --mode match; give the true homography with --true-h")
+    if true_h is not None and mode == "match":
+        raise UsageError("--true-h is for --mode unmatch; give the homography to fake with --target-h")
+
+    from gdvision.attack.solver import AttackConfig, default_attack_features
+
+    feats = default_attack_features()
+    feats.max_features = max_features
+    cfg = AttackConfig(
+        mode=mode,
+        eps=eps_v,
+        steps=steps,
+        lr=(0.01 if mode == "match" else 0.003) if lr is None else lr,
+        perturb=perturb,
+        alpha=alpha,
+        beta=beta,
+        features=feats,
+        init=("texture" if mode == "match" else "zero") if init is None else init,
+        focus=focus,
+        loss=loss,
+        stop_inliers=stop_inliers,
+    )
+    cfg.validate()
+    check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
+    if manifest is not None:
+        from gdvision.tasks.jobs import AttackJob
+
+        run_manifest_command(lambda d: AttackJob(cfg, str(d), seed, not no_opencv), locals())
+        return
+    if a is None or b is None:
+        raise UsageError("give two images A and B, or --manifest FILE")
+    from gdvision.tasks.attack import output_files, run_attack_job
+
+    for o in output_files(a, b, perturb, out_dir):
+        check_output(o, [p for p in (a, b, mask, mask_b, target_h, true_h) if p is not None])
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
+
+    with progress_bar(not (quiet or json_out), f"attack ({mode})") as update:
+
+        def on_step(pr: Any) -> None:
+            info = f"loss {pr.loss:.4f}"
+            if pr.consistent is not None:
+                info += f"  H-consistent matches {pr.consistent}"
+            update(completed=pr.iteration, total=pr.steps, info=info)
+
+        report = run_attack_job(
+            a, b, out_dir, cfg, target_h, true_h, mask, mask_b, device, seed, opencv=not no_opencv, progress=on_step
+        )
+    files = report["files"]
+    ok = bool(report["gdvision_after"]["success"])
+    if json_out:
+        emit_json(report)
+    else:
+        g0, g1 = report["gdvision_before"], report["gdvision_after"]
+
+        def fmt(r) -> str:
+            ce = r.get("corner_error_px")
+            return f"{r['inliers']} inliers, corner error {'none' if ce is None else f'{ce:.1f} px'}"
+
+        pa, pb = report["perturbation"]["a"], report["perturbation"]["b"]
+        say(
+            quiet,
+            f"attack ({mode}, eps {cfg.eps * 255:.3g}/255) {'succeeded' if ok else 'FAILED'} in "
+            f"{report['seconds']:.1f} s: gdvision match before {fmt(g0)}; after {fmt(g1)}",
+        )
+        say(
+            quiet,
+            f"PSNR A {pa['psnr_db']:.2f} dB, B {pb['psnr_db']:.2f} dB; L-inf A {pa['linf_255']:.0f}/255, "
+            f"B {pb['linf_255']:.0f}/255",
+        )
+        if "opencv_after" in report:
+            say(
+                quiet,
+                f"OpenCV SIFT (transfer): before {fmt(report['opencv_before'])}; after {fmt(report['opencv_after'])}",
+            )
+        say(quiet, f"wrote {out_dir}/: " + ", ".join(Path(f).name for f in files.values()))
+    if not ok:
+        raise typer.Exit(1)

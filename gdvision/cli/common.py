@@ -1,0 +1,252 @@
+"""Shared CLI plumbing: common options, error handling, progress bars, JSON output.
+
+Exit codes: 0 success, 1 failure (bad input data, solver failure, some batch items failed), 2 bad usage.
+Errors are printed as one line on stderr (``error: ...``), never as a traceback; set ``GDVISION_DEBUG=1``
+to get the traceback of an unexpected error.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from collections.abc import Callable, Iterator
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from gdvision.errors import GdvisionError, UsageError
+
+DeviceOpt = Annotated[
+    str,
+    typer.Option("--device", help="Where to compute: auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or human summary.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object on stdout.")]
+SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducible runs.")]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int) -> None:
+    """Print ``error: message`` on stderr and exit with ``code``."""
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def handle_errors(func: F) -> F:
+    """Decorator for command functions: turn gdvision errors into one-line messages and exit codes."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except GdvisionError as exc:
+            fail(str(exc), exc.exit_code)
+        except KeyboardInterrupt:
+            fail("interrupted", 130)
+        except MemoryError:
+            fail("out of memory (try a smaller --batch-size or image, or --device cpu)", 1)
+        except Exception as exc:  # noqa: BLE001 - last-resort one-line report
+            if os.environ.get("GDVISION_DEBUG"):
+                raise
+            msg = str(exc).splitlines()[0] if str(exc) else ""
+            if "out of memory" in msg.lower():
+                fail("out of memory on the device (try a smaller --batch-size, or --device cpu)", 1)
+            fail(f"internal error: {type(exc).__name__}: {msg} (set GDVISION_DEBUG=1 for a traceback)", 1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(obj: Any) -> None:
+    """Print ``obj`` as one JSON line on stdout."""
+    from gdvision.io.images import dumps_json
+
+    sys.stdout.write(dumps_json(obj) + "\n")
+    sys.stdout.flush()
+
+
+def check_positive(name: str, value: float | int | None, allow_zero: bool = False) -> None:
+    """UsageError unless ``value`` is None or > 0 (>= 0 with ``allow_zero``)."""
+    if value is None:
+        return
+    if value != value or (value < 0 if allow_zero else value <= 0):  # NaN check via value != value
+        raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def check_output(path: Path | None, inputs: list[Path]) -> None:
+    """UsageError when an output path would overwrite one of the inputs."""
+    if path is None:
+        return
+    rp = path.resolve()
+    for inp in inputs:
+        if inp.exists() and inp.resolve() == rp:
+            raise UsageError(f"output '{path}' would overwrite input '{inp}'")
+
+
+@contextlib.contextmanager
+def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callable[..., None]]:
+    """A rich progress bar on stderr; yields ``update(completed=None, total=None, description=None, **fields)``.
+
+    When disabled (``--quiet`` or ``--json``), yields a no-op.
+    """
+    if not enabled:
+        yield lambda *a, **k: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    with Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    ) as prog:
+        task = prog.add_task(description, total=None, info="")
+
+        def update(
+            completed: float | None = None,
+            total: float | None = None,
+            description: str | None = None,
+            advance: float | None = None,
+            info: str | None = None,
+        ) -> None:
+            kw: dict[str, Any] = {}
+            if completed is not None:
+                kw["completed"] = completed
+            if total is not None:
+                kw["total"] = total
+            if description is not None:
+                kw["description"] = description
+            if advance is not None:
+                kw["advance"] = advance
+            if info is not None:
+                kw["info"] = info
+            prog.update(task, **kw)
+
+        yield update
+
+
+def say(quiet: bool, message: str) -> None:
+    """Print a human summary line on stderr unless quiet."""
+    if not quiet:
+        typer.echo(message, err=True)
+
+
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="CSV (header row) or JSON Lines file with one item per row: run them all (needs --out-dir). "
+        "Columns per command: see README 'Batch runs'. Works under torchrun for several processes/machines.",
+    ),
+]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option("--resume", help="With --manifest: continue the run in --out-dir (finished items are kept)."),
+]
+OverwriteOpt = Annotated[bool, typer.Option(help="With --manifest: redo every item (old logs are set aside).")]
+MinMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--min-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is below VALUE (repeatable)."
+    ),
+]
+MaxMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is above VALUE (repeatable)."
+    ),
+]
+
+
+def check_manifest_usage(manifest: Path | None, out_dir: Path | None, single: list[Any]) -> None:
+    """UsageError unless exactly one of single-item arguments and ``--manifest`` (with ``--out-dir``) is given."""
+    if manifest is None:
+        return
+    if any(v not in (None, False, [], ()) for v in single):
+        raise UsageError("give either the inputs of one item or --manifest, not both")
+    if out_dir is None:
+        raise UsageError("--manifest needs --out-dir")
+
+
+def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]) -> None:
+    """The ``--manifest`` path shared by every subcommand: run, report, apply the CI thresholds, set the exit code.
+
+    ``make_job(device)`` builds the :class:`gdvision.runs.engine.Job`. ``options``: the command's parsed options (pass
+    its ``locals()``), of which ``manifest, out_dir, device, batch_size, overwrite, resume, max_error, min_metric,
+    max_metric, json_out, quiet`` are used when present. Under torchrun only rank 0 reports.
+    Exit 1 when an item failed or a threshold is crossed (the regressed items are named).
+    """
+    manifest: Path = options["manifest"]
+    out_dir: Path = options["out_dir"]
+    device: str = options.get("device", "auto")
+    batch_size: int = options.get("batch_size", 16)
+    overwrite: bool = options.get("overwrite", False)
+    resume: bool = options.get("resume", False)
+    max_error: float | None = options.get("max_error")
+    min_metric: list[str] | None = options.get("min_metric")
+    max_metric: list[str] | None = options.get("max_metric")
+    json_out: bool = options.get("json_out", False)
+    quiet: bool = options.get("quiet", False)
+    from gdvision.runs.distributed import rank_device, rank_from_env, run_manifest
+    from gdvision.runs.engine import check_thresholds, manifest_items, parse_bounds
+
+    check_positive("--batch-size", batch_size)
+    check_positive("--max-error", max_error, allow_zero=True)
+    upper = parse_bounds(max_metric, "--max-metric")
+    lower = parse_bounds(min_metric, "--min-metric")
+    if overwrite and resume:
+        raise UsageError("--resume and --overwrite exclude each other")
+    r = rank_from_env()
+    dev = rank_device(device, r)
+    job = make_job(dev)
+    if max_error is not None:
+        if job.error_metric is None:
+            raise UsageError(f"{job.name} has no error metric for --max-error: use --max-metric NAME=VALUE")
+        upper.setdefault(job.error_metric, max_error)
+    items = manifest_items(manifest, job, out_dir)
+    show = not (quiet or json_out) and r.rank == 0
+    with progress_bar(show, job.name) as update:
+        summary = run_manifest(
+            job,
+            items,
+            out_dir,
+            r,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            resume=resume,
+            progress=lambda done, total, info: update(completed=done, total=total, info=info),
+        )
+    if summary is None:  # not rank 0: rank 0 reports for everyone
+        return
+    report = summary.as_dict()
+    report.update({"command": job.name, "out_dir": str(out_dir), "log": str(out_dir / "run.jsonl"), "ranks": r.world})
+    problems = check_thresholds(list(summary.records.values()), upper, lower)
+    if problems:
+        report["regressions"] = problems
+    if json_out:
+        emit_json(report)
+    elif not quiet:
+        line = (
+            f"{job.name}: {report['ok']} of {report['items']} items done ({report['done_now']} now, "
+            f"{report['already_done']} earlier), {report['failed']} failed, {report['seconds']:.1f} s"
+        )
+        for name, agg in report["metrics"].items():
+            if name in upper or name in lower or name == job.error_metric:
+                line += f"; median {name} {agg['median']:.5g}"
+        say(quiet, line + f" -> {out_dir / 'run.jsonl'}")
+        for f in report["failures"]:
+            typer.echo(f"failed: {f['id']}: {f['error']}", err=True)
+    for p in problems:
+        typer.echo(f"error: regression: {p}", err=True)
+    if problems or report["failed"]:
+        raise typer.Exit(1)

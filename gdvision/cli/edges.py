@@ -1,0 +1,150 @@
+"""``gdvision edges``: Sobel / Scharr / Laplacian / Canny edge maps of many images, batched on a device."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from .common import (
+    DeviceOpt,
+    JsonOpt,
+    ManifestOpt,
+    MaxMetricOpt,
+    MinMetricOpt,
+    QuietOpt,
+    ResumeOpt,
+    check_manifest_usage,
+    check_positive,
+    emit_json,
+    handle_errors,
+    progress_bar,
+    run_manifest_command,
+    say,
+)
+
+
+@handle_errors
+def edges(
+    out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the results (created).")],
+    inputs: Annotated[
+        list[str] | None, typer.Argument(help="Image files, folders (their images, sorted) or glob patterns.")
+    ] = None,
+    op: Annotated[str, typer.Option("--op", help="sobel | scharr | laplacian | canny.")] = "sobel",
+    what: Annotated[
+        str,
+        typer.Option(
+            "--what",
+            help="For sobel/scharr: magnitude | dx | dy | orientation (radians in [0, 2pi), 0 = +x, pi/2 = down).",
+        ),
+    ] = "magnitude",
+    ksize: Annotated[
+        int, typer.Option("--ksize", help="Aperture: sobel 1/3/5/7, laplacian 1/3/5/7, canny 3/5/7; scharr: 3.")
+    ] = 3,
+    border: Annotated[
+        str,
+        typer.Option("--border", help="reflect101 (OpenCV's default) | replicate | constant | valid (output shrinks)."),
+    ] = "reflect101",
+    norm: Annotated[str, typer.Option("--norm", help="Magnitude norm: l2 (sqrt(dx^2+dy^2)) or l1 (|dx|+|dy|).")] = "l2",
+    low: Annotated[float, typer.Option("--low", help="Canny low threshold, 8-bit units as cv2.Canny.")] = 50.0,
+    high: Annotated[float, typer.Option("--high", help="Canny high threshold, 8-bit units as cv2.Canny.")] = 150.0,
+    sigma: Annotated[
+        float | None, typer.Option("--sigma", help="Canny: Gaussian pre-smoothing in pixels (default: none).")
+    ] = None,
+    fmt: Annotated[
+        str,
+        typer.Option(
+            "--format",
+            help="png (8-bit; magnitude scaled so a unit step is white, signed maps centred on grey), "
+            "png16, or npy (raw float32 values for images in [0, 1]).",
+        ),
+    ] = "png",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Images of one size computed together.")] = 16,
+    workers: Annotated[int, typer.Option("--workers", help="Threads decoding and encoding files.")] = 2,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
+    manifest: ManifestOpt = None,
+    resume: ResumeOpt = False,
+    min_metric: MinMetricOpt = None,
+    max_metric: MaxMetricOpt = None,
+    threads: Annotated[
+        int, typer.Option("--threads", help="CPU threads for torch's compute (0: torch's default, all cores).")
+    ] = 0,
+    device: DeviceOpt = "auto",
+    quiet: QuietOpt = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Edge maps of images: Sobel/Scharr (magnitude, dx, dy, orientation), Laplacian or Canny.
+
+    Results match OpenCV (cv2.Sobel/Scharr/Laplacian/Canny with the same border).
+
+    Each channel is filtered separately; Canny merges the channels as OpenCV does.
+
+    Images are grouped by size and computed in batches on --device while threads decode and write files.
+
+    Output names mirror the input names under --out-dir; existing outputs are kept unless --overwrite.
+
+    A file that cannot be read is reported and skipped, and the exit code is then 1.
+
+    Examples:
+
+        gdvision edges photos/ --op canny --low 50 --high 150 --out-dir edges/
+
+        gdvision edges 'scans/*.png' --op sobel --what dx --ksize 5 --format npy -o grads/
+
+        gdvision edges --manifest files.csv -o edges/ --resume   (column: image; a run.jsonl log, resumable)
+    """
+    from gdvision.device import resolve_device
+    from gdvision.errors import UsageError
+    from gdvision.filters.edges import FORMATS, EdgeConfig, output_paths, run_edges
+    from gdvision.io.images import list_images
+
+    cfg = EdgeConfig(op=op, what=what, ksize=3 if op == "scharr" else ksize, border=border, norm=norm)
+    cfg.low, cfg.high, cfg.sigma = low, high, sigma
+    cfg.validate()
+    check_manifest_usage(manifest, out_dir, [inputs])
+    if fmt not in FORMATS:
+        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
+    check_positive("--workers", workers)
+    check_positive("--threads", threads, allow_zero=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    if manifest is not None:
+        from gdvision.tasks.jobs import EdgesJob
+
+        run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), locals())
+        return
+    if not inputs:
+        raise UsageError("give image files, folders or globs, or --manifest FILE")
+    dev = resolve_device(device)
+    paths = list_images(inputs)
+    if not paths:
+        raise UsageError(f"no images found in {', '.join(inputs)}")
+    check_positive("--batch-size", batch_size)
+    output_paths(paths, out_dir, fmt)  # name clashes / overwriting an input: fail before any work
+    with progress_bar(not quiet and not json_out, "edges") as update:
+        summary = run_edges(
+            paths,
+            out_dir,
+            cfg,
+            dev,
+            fmt=fmt,
+            batch_size=batch_size,
+            workers=workers,
+            overwrite=overwrite,
+            progress=lambda done, total, info: update(completed=done, total=total, info=info),
+        )
+    for path, err in summary.failures:
+        typer.echo(f"error: {path}: {err}" if path not in err else f"error: {err}", err=True)
+    if json_out:
+        emit_json(summary.as_dict())
+    else:
+        say(
+            quiet,
+            f"{summary.written} written, {summary.skipped} skipped (exist), {len(summary.failures)} failed "
+            f"in {summary.seconds:.2f} s ({summary.files_per_s:.1f} files/s) -> {out_dir}",
+        )
+    if summary.failures:
+        raise typer.Exit(1)

@@ -1,0 +1,1 @@
+"""Dense depth from calibrated views: plane sweep, aggregation, gradient refinement, occlusion fill."""

@@ -1,0 +1,1 @@
+"""SIFT-like features on tensors: scale space, detectors, orientations, descriptors, matching, RANSAC."""

@@ -1,0 +1,315 @@
+"""Image and result I/O.
+
+Reading returns float32 tensors shaped (B=1, C, H, W) with values in [0, 1]:
+
+- PNG, JPEG, TIFF, PGM/PPM/PNM, BMP: 8-bit images are divided by 255, 16-bit ones by 65535.
+- Gray images give C=1, RGB C=3. RGBA gives C=3 plus a validity mask (1,1,H,W) = alpha > 0;
+  gray+alpha gives C=1 plus the mask.
+- ``.npy`` arrays (H,W) or (H,W,C): integer arrays are scaled by their dtype's maximum, float arrays are
+  taken as they are (they must be finite; they are not clipped, so multispectral reflectances survive).
+- Multi-page TIFFs become one channel per page.
+
+Every write is atomic: the bytes go to a temporary file in the destination folder, which is then renamed
+over the target, so a crash never leaves a half-written result and readers never see one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from gdvision.errors import InputError, UsageError
+
+if TYPE_CHECKING:
+    import torch
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".pgm", ".ppm", ".pnm", ".pbm", ".bmp", ".npy")
+
+
+@dataclass
+class LoadedImage:
+    """An image as loaded from disk.
+
+    Attributes:
+        array: float32 array (H, W, C) in [0, 1] (float ``.npy`` inputs keep their values).
+        mask: float32 array (H, W) of 0/1 validity from an alpha channel, or None.
+        bit_depth: bits per sample of the source (8, 16, 32 for float arrays, 1 for bilevel).
+        path: the file it came from.
+    """
+
+    array: np.ndarray
+    mask: np.ndarray | None
+    bit_depth: int
+    path: Path
+
+    @property
+    def height(self) -> int:
+        return int(self.array.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.array.shape[1])
+
+    @property
+    def channels(self) -> int:
+        return int(self.array.shape[2])
+
+    def tensor(self, device: str | torch.device = "cpu", dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The image as a (1, C, H, W) tensor on ``device``."""
+        import torch
+
+        t = torch.from_numpy(np.ascontiguousarray(self.array.transpose(2, 0, 1)))[None]
+        return t.to(device=device, dtype=dtype or torch.float32)
+
+    def mask_tensor(self, device: str | torch.device = "cpu") -> torch.Tensor | None:
+        """The alpha validity mask as a (1, 1, H, W) float tensor, or None."""
+        if self.mask is None:
+            return None
+        import torch
+
+        return torch.from_numpy(np.ascontiguousarray(self.mask))[None, None].to(device)
+
+
+def _scale_integers(arr: np.ndarray) -> tuple[np.ndarray, int]:
+    if arr.dtype == np.bool_:
+        return arr.astype(np.float32), 1
+    if np.issubdtype(arr.dtype, np.integer):
+        info = np.iinfo(arr.dtype)
+        bits = 16 if info.max > 255 else 8
+        if info.max > 65535:
+            bits = info.bits
+        return (arr.astype(np.float64) / float(info.max)).astype(np.float32), bits
+    if np.issubdtype(arr.dtype, np.floating):
+        return arr.astype(np.float32), 32
+    raise InputError(f"unsupported pixel type {arr.dtype}")
+
+
+def _decode(path: Path) -> np.ndarray:
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is an input error
+            raise InputError(f"cannot read array '{path}': {exc}") from None
+    import imageio.v3 as iio
+
+    from gdvision.io.png16 import decode_png16, needs_own_decoder
+
+    try:
+        if suffix == ".png":
+            data = path.read_bytes()
+            if needs_own_decoder(data):
+                return decode_png16(data)
+        if suffix in (".tif", ".tiff"):
+            arr = iio.imread(path, index=None)
+            if arr.ndim == 3 and arr.shape[0] <= 64 and arr.shape[-1] > 4:
+                arr = np.moveaxis(arr, 0, -1)  # pages -> channels
+            return arr
+        return iio.imread(path)
+    except Exception as exc:  # noqa: BLE001
+        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(f"cannot read image '{path}': {msg}") from None
+
+
+def read_image(path: str | os.PathLike[str]) -> LoadedImage:
+    """Read an image or array file into a :class:`LoadedImage` (H, W, C) float32 in [0, 1].
+
+    Raises:
+        UsageError: the file does not exist or is a folder.
+        InputError: the file cannot be decoded, is empty, or holds non-finite values.
+
+    Example:
+        >>> img = read_image("sample_data/chelsea.png")  # doctest: +SKIP
+        >>> img.tensor().shape  # (1, 3, 300, 451)  # doctest: +SKIP
+    """
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"file not found: '{p}'")
+    if p.is_dir():
+        raise UsageError(f"expected an image file, got a folder: '{p}'")
+    if p.stat().st_size == 0:
+        raise InputError(f"empty file: '{p}'")
+    raw = _decode(p)
+    if raw.ndim == 2:
+        raw = raw[:, :, None]
+    if raw.ndim != 3 or raw.shape[0] == 0 or raw.shape[1] == 0 or raw.shape[2] == 0:
+        raise InputError(f"'{p}': unsupported image shape {tuple(raw.shape)}")
+    arr, bits = _scale_integers(raw)
+    if not np.isfinite(arr).all():
+        raise InputError(f"'{p}': image contains NaN or infinite values")
+    mask = None
+    is_raster = p.suffix.lower() != ".npy"
+    if is_raster and arr.shape[2] in (2, 4):  # gray+alpha or RGBA: alpha becomes the validity mask
+        mask = (arr[:, :, -1] > 0).astype(np.float32)
+        arr = arr[:, :, :-1]
+    return LoadedImage(np.ascontiguousarray(arr), mask, bits, p)
+
+
+def to_gray(x: torch.Tensor) -> torch.Tensor:
+    """Luminance of a (B, C, H, W) tensor as (B, 1, H, W).
+
+    RGB uses the Rec. 601 weights (0.299, 0.587, 0.114), as OpenCV's ``COLOR_RGB2GRAY``;
+    any other channel count is averaged.
+    """
+    if x.shape[1] == 1:
+        return x
+    if x.shape[1] == 3:
+        w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+        return (x * w).sum(1, keepdim=True)
+    return x.mean(1, keepdim=True)
+
+
+# ----------------------------------------------------------------------------------------- writing
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temp file in the same folder, fsync, rename)."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+    return p
+
+
+def _as_hwc(image: Any) -> np.ndarray:
+    """Accept a tensor or array shaped (1,C,H,W), (C,H,W) with C<=4, (H,W,C) or (H,W); return (H,W,C)."""
+    if hasattr(image, "detach"):
+        image = image.detach().float().cpu().numpy()
+    arr = np.asarray(image)
+    if arr.ndim == 4:
+        if arr.shape[0] != 1:
+            raise ValueError(f"expected a single image, got batch of {arr.shape[0]}")
+        arr = arr[0].transpose(1, 2, 0)
+    elif arr.ndim == 3 and arr.shape[0] in (1, 2, 3, 4) and arr.shape[2] not in (1, 2, 3, 4):
+        arr = arr.transpose(1, 2, 0)
+    elif arr.ndim == 2:
+        arr = arr[:, :, None]
+    return arr
+
+
+def encode_png(image: Any, bits: int = 8, compress_level: int | None = None) -> bytes:
+    """Encode an image in [0, 1] as PNG bytes (8 or 16 bits; values are clipped and rounded).
+
+    ``compress_level`` 0-9 (zlib; None: 6). 1 is several times faster (zlib's run-length strategy, as
+    ``cv2.imwrite`` uses) for files about as small on filtered images.
+    """
+    from gdvision.io.png16 import encode_png_array
+
+    if bits not in (8, 16):
+        raise UsageError(f"PNG bit depth must be 8 or 16, not {bits}")
+    arr = _as_hwc(image)
+    if arr.dtype.kind != "f":
+        arr = arr.astype(np.float32)
+    elif not np.isfinite(arr).all():
+        arr = np.nan_to_num(arr, nan=0.0, posinf=1.0, neginf=0.0)
+    peak = 255 if bits == 8 else 65535
+    q = np.clip(np.rint(arr * np.float32(peak)), 0, peak).astype(np.uint8 if bits == 8 else np.uint16)
+    return encode_png_array(q, 6 if compress_level is None else compress_level)
+
+
+def write_png(path: str | os.PathLike[str], image: Any, bits: int = 8) -> Path:
+    """Atomically write ``image`` (values in [0, 1]) as an 8- or 16-bit PNG."""
+    return atomic_write_bytes(path, encode_png(image, bits))
+
+
+def write_npy(path: str | os.PathLike[str], array: Any) -> Path:
+    """Atomically write an array (or tensor) as ``.npy``."""
+    import io as _io
+
+    if hasattr(array, "detach"):
+        array = array.detach().cpu().numpy()
+    buf = _io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Atomically write ``obj`` as indented JSON (NaN/inf become null)."""
+    return atomic_write_bytes(path, (dumps_json(obj, indent=2) + "\n").encode())
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _clean(obj.tolist())
+    if isinstance(obj, np.generic):
+        return _clean(obj.item())
+    if isinstance(obj, Path):
+        return str(obj)
+    if hasattr(obj, "detach"):
+        return _clean(obj.detach().cpu().tolist())
+    return obj
+
+
+def dumps_json(obj: Any, indent: int | None = None) -> str:
+    """JSON text for ``obj``; numpy/torch values are converted, non-finite floats become null."""
+    return json.dumps(_clean(obj), indent=indent, allow_nan=False)
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file with one-line errors for missing or malformed files."""
+    p = Path(path)
+    if not p.exists():
+        raise UsageError(f"file not found: '{p}'")
+    try:
+        return json.loads(p.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InputError(f"'{p}' is not valid JSON: {exc}") from None
+
+
+def read_homography(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read a 3x3 homography from a JSON file ``{"H": [[...],[...],[...]]}`` (or a bare 3x3 list).
+
+    Raises InputError when the matrix is missing, not 3x3, non-finite or singular.
+    """
+    data = read_json(path)
+    mat = data.get("H") if isinstance(data, dict) else data
+    try:
+        h = np.asarray(mat, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"'{path}': field 'H' is not a 3x3 numeric matrix") from None
+    if h.shape != (3, 3):
+        raise InputError(f"'{path}': field 'H' must be 3x3, got shape {h.shape}")
+    if not np.isfinite(h).all():
+        raise InputError(f"'{path}': field 'H' contains non-finite values")
+    if abs(np.linalg.det(h)) < 1e-12 * max(1.0, np.abs(h).max() ** 3):
+        raise InputError(f"'{path}': field 'H' is singular")
+    return h / h[2, 2] if abs(h[2, 2]) > 1e-12 else h
+
+
+def list_images(inputs: list[str]) -> list[Path]:
+    """Expand files, folders (non-recursive, sorted) and glob patterns into a list of image paths."""
+    import glob
+
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            out.extend(sorted(q for q in p.iterdir() if q.suffix.lower() in IMAGE_SUFFIXES and q.is_file()))
+        elif any(ch in item for ch in "*?["):
+            out.extend(sorted(Path(g) for g in glob.glob(item, recursive=True) if Path(g).is_file()))
+        else:
+            out.append(p)
+    return out

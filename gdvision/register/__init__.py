@@ -1,0 +1,1 @@
+"""Direct (photometric) image registration: motion models and the coarse-to-fine solver."""

@@ -1,0 +1,1 @@
+"""Running many items: the manifest engine, torchrun distribution, read-ahead, comparison of two runs."""

@@ -1,0 +1,1 @@
+"""One module per command: inputs -> solver -> outputs -> record. The only code that writes result files."""

@@ -1,0 +1,254 @@
+"""Filters: OpenCV parity (cv2.Sobel/Scharr/Laplacian/getDerivKernels), dtypes, blocking, gradients."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gdvision.filters import separable as f
+
+cv2 = pytest.importorskip("cv2")
+
+CV_BORDER = {
+    "reflect101": cv2.BORDER_REFLECT_101,
+    "replicate": cv2.BORDER_REPLICATE,
+    "constant": cv2.BORDER_CONSTANT,
+}
+
+
+def _t(img: np.ndarray) -> torch.Tensor:
+    """(H, W) or (H, W, C) numpy -> (1, C, H, W) tensor."""
+    t = torch.from_numpy(np.ascontiguousarray(img))
+    return t[None, None] if t.dim() == 2 else t.permute(2, 0, 1)[None]
+
+
+def _np(x: torch.Tensor) -> np.ndarray:
+    return x[0].permute(1, 2, 0).numpy().squeeze(-1) if x.shape[1] == 1 else x[0].permute(1, 2, 0).numpy()
+
+
+@pytest.fixture(scope="module")
+def float_img() -> np.ndarray:
+    """Random float32 values in [0, 255], width a multiple of 8 (OpenCV's SIMD width: no scalar tail)."""
+    return (np.random.default_rng(1).random((61, 96)) * 255).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def rgb8(sample_dir) -> np.ndarray:
+    import imageio.v3 as iio
+
+    return iio.imread(sample_dir / "natural" / "chelsea.png")[:120, :157].astype(np.float32)
+
+
+@pytest.mark.parametrize("border", list(CV_BORDER))
+@pytest.mark.parametrize("ksize", [1, 3, 5, 7])
+def test_sobel_matches_opencv_on_8bit_rgb(rgb8, border, ksize):
+    gx, gy = f.sobel(_t(rgb8), border, ksize)
+    ref_x = cv2.Sobel(rgb8, cv2.CV_32F, 1, 0, ksize=ksize, borderType=CV_BORDER[border])
+    ref_y = cv2.Sobel(rgb8, cv2.CV_32F, 0, 1, ksize=ksize, borderType=CV_BORDER[border])
+    assert np.abs(_np(gx) - ref_x).max() <= 1e-4
+    assert np.abs(_np(gy) - ref_y).max() <= 1e-4
+
+
+@pytest.mark.parametrize("border", list(CV_BORDER))
+def test_float32_parity_sobel_scharr_laplacian(float_img, border):
+    x, bt = _t(float_img), CV_BORDER[border]
+    for ksize in (3, 5):
+        gx, gy = f.sobel(x, border, ksize)
+        assert np.abs(_np(gx) - cv2.Sobel(float_img, cv2.CV_32F, 1, 0, ksize=ksize, borderType=bt)).max() <= 1e-4
+        assert np.abs(_np(gy) - cv2.Sobel(float_img, cv2.CV_32F, 0, 1, ksize=ksize, borderType=bt)).max() <= 1e-4
+    sx, sy = f.scharr(x, border)
+    assert np.abs(_np(sx) - cv2.Scharr(float_img, cv2.CV_32F, 1, 0, borderType=bt)).max() <= 1e-4
+    assert np.abs(_np(sy) - cv2.Scharr(float_img, cv2.CV_32F, 0, 1, borderType=bt)).max() <= 1e-4
+    for ksize in (1, 3):
+        lap = f.laplacian(x, ksize, border)
+        assert np.abs(_np(lap) - cv2.Laplacian(float_img, cv2.CV_32F, ksize=ksize, borderType=bt)).max() <= 1e-4
+
+
+@pytest.mark.parametrize(("width", "channels"), [(37, 1), (45, 3), (29, 4), (13, 5), (61, 3)])
+def test_float32_parity_with_opencv_scalar_tail(width, channels):
+    """W * C not a multiple of 8: OpenCV finishes each row with scalar code that adds in another order."""
+    img = (np.random.default_rng(width).random((23, width, channels)) * 255).astype(np.float32)
+    x = _t(img)
+    refs = {
+        "sobel3": (cv2.Sobel(img, cv2.CV_32F, 1, 0), cv2.Sobel(img, cv2.CV_32F, 0, 1)),
+        "sobel5": (cv2.Sobel(img, cv2.CV_32F, 1, 0, ksize=5), cv2.Sobel(img, cv2.CV_32F, 0, 1, ksize=5)),
+        "scharr": (cv2.Scharr(img, cv2.CV_32F, 1, 0), cv2.Scharr(img, cv2.CV_32F, 0, 1)),
+    }
+    ours = {"sobel3": f.sobel(x), "sobel5": f.sobel(x, ksize=5), "scharr": f.scharr(x)}
+    for name, (rx, ry) in refs.items():
+        gx, gy = ours[name]
+        assert np.abs(_np(gx) - rx.reshape(_np(gx).shape)).max() <= 1e-4, name
+        assert np.abs(_np(gy) - ry.reshape(_np(gy).shape)).max() <= 1e-4, name
+    for ksize in (1, 3):
+        ref = cv2.Laplacian(img, cv2.CV_32F, ksize=ksize)
+        lap = _np(f.laplacian(x, ksize))
+        assert np.abs(lap - ref.reshape(lap.shape)).max() <= 1e-4
+
+
+def test_float32_tail_parity_in_the_blocked_path():
+    """A batch big enough for the CPU block loop: each block must know its images' channels."""
+    imgs = (np.random.default_rng(5).random((40, 100, 93, 3)) * 255).astype(np.float32)
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()
+    gx, gy = f.sobel(x)
+    mag = f.gradient_magnitude(x)
+    for i in (0, 17, 39):
+        rx, ry = cv2.Sobel(imgs[i], cv2.CV_32F, 1, 0), cv2.Sobel(imgs[i], cv2.CV_32F, 0, 1)
+        assert np.abs(gx[i].permute(1, 2, 0).numpy() - rx).max() <= 1e-4
+        assert np.abs(gy[i].permute(1, 2, 0).numpy() - ry).max() <= 1e-4
+        assert np.abs(mag[i].permute(1, 2, 0).numpy() - cv2.magnitude(rx, ry)).max() <= 1e-3
+
+
+def test_laplacian_5_and_scaled_derivatives_close(rgb8):
+    x = _t(rgb8)
+    ref = cv2.Laplacian(rgb8, cv2.CV_32F, ksize=5)
+    assert np.abs(_np(f.laplacian(x, 5)) - ref).max() <= 1e-3
+    d2 = f.derivative(x, 2, 0, ksize=5, scale=0.5)
+    assert np.abs(_np(d2) - cv2.Sobel(rgb8, cv2.CV_32F, 2, 0, ksize=5, scale=0.5)).max() <= 1e-3
+
+
+def test_valid_border_is_the_interior(float_img):
+    x = _t(float_img)
+    gx, gy = f.sobel(x, "valid", 5)
+    assert gx.shape[-2:] == (61 - 4, 96 - 4)
+    full_x, full_y = f.sobel(x, "reflect101", 5)
+    assert torch.equal(gx, full_x[..., 2:-2, 2:-2]) and torch.equal(gy, full_y[..., 2:-2, 2:-2])
+    assert f.laplacian(x, 3, "valid").shape[-2:] == (59, 94)
+
+
+@pytest.mark.parametrize("ksize", [1, 3, 5, 7])
+def test_deriv_kernels_match_opencv(ksize):
+    for order in range(0, min(3, max(ksize, 3))):
+        if order >= (3 if ksize == 1 else ksize):
+            continue
+        kx, _ = cv2.getDerivKernels(order, 0 if order else 1, ksize)
+        assert f.deriv_kernel1d(order, ksize) == tuple(kx.ravel().tolist())
+    kx, ky = cv2.getDerivKernels(1, 0, cv2.FILTER_SCHARR)
+    assert f.deriv_kernel1d(1, -1) == tuple(kx.ravel().tolist())
+    assert f.deriv_kernel1d(0, -1) == tuple(ky.ravel().tolist())
+
+
+def test_magnitude_and_orientation(rgb8):
+    x = _t(rgb8)
+    gx = cv2.Sobel(rgb8, cv2.CV_32F, 1, 0)
+    gy = cv2.Sobel(rgb8, cv2.CV_32F, 0, 1)
+    mag = f.gradient_magnitude(x)
+    ref = cv2.magnitude(gx, gy)
+    assert np.abs(_np(mag) - ref).max() <= 1e-5 * ref.max()
+    l1 = f.gradient_magnitude(x, norm="l1")
+    assert np.abs(_np(l1) - (np.abs(gx) + np.abs(gy))).max() <= 1e-3
+    ang = f.orientation(*f.sobel(x), degrees=True)
+    ref_ang = cv2.phase(gx, gy, angleInDegrees=True)  # cv2.phase is accurate to ~0.3 degrees
+    diff = np.abs(_np(ang) - ref_ang)
+    diff = np.minimum(diff, 360 - diff)
+    assert diff[ref > 1].max() < 0.5
+    assert float(ang.min()) >= 0 and float(ang.max()) < 360
+
+
+def test_many_channels_and_batches_equal_per_image():
+    x = torch.rand(3, 5, 23, 31)
+    gx, gy = f.sobel(x, ksize=5)
+    for b in range(3):
+        bx, by = f.sobel(x[b : b + 1], ksize=5)  # batch items are independent, bit for bit
+        assert torch.equal(gx[b], bx[0]) and torch.equal(gy[b], by[0])
+        for c in range(5):  # channels too, up to OpenCV's W * C dependent rounding in the last columns
+            sx, sy = f.sobel(x[b : b + 1, c : c + 1], ksize=5)
+            torch.testing.assert_close(gx[b, c], sx[0, 0], rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(gy[b, c], sy[0, 0], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("border", ["reflect101", "replicate", "constant", "valid"])
+def test_blocked_cpu_path_equals_whole_tensor(monkeypatch, border):
+    x = torch.rand(2, 3, 21, 26)
+    whole = [
+        f.gradient_magnitude(x, "scharr", border=border),
+        f.laplacian(x, 3, border),
+        f.sobel(x, border, 7)[1],
+        f.gaussian_blur(x, 1.2, border=border),
+    ]
+    for elems in (1200, 100):  # several images per block; row bands inside one image
+        monkeypatch.setattr(f, "_BLOCK_ELEMS", elems)
+        blocked = [
+            f.gradient_magnitude(x, "scharr", border=border),
+            f.laplacian(x, 3, border),
+            f.sobel(x, border, 7)[1],
+            f.gaussian_blur(x, 1.2, border=border),
+        ]
+        for a, b in zip(whole, blocked, strict=True):
+            assert a.shape == b.shape
+            assert torch.allclose(a, b, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes_keep_dtype_and_agree(dtype):
+    x = torch.rand(2, 3, 32, 40)
+    ref = f.gradient_magnitude(x)
+    out = f.gradient_magnitude(x.to(dtype))
+    assert out.dtype == dtype and out.shape == x.shape
+    tol = {torch.float16: 1e-2, torch.bfloat16: 5e-2, torch.float64: 1e-5}[dtype]
+    assert torch.allclose(out.float(), ref, atol=tol * 8, rtol=tol)
+    lap = f.laplacian(x.to(dtype), 1)
+    assert lap.dtype == dtype
+
+
+def test_ramp_and_constant_images():
+    ramp = torch.arange(10.0).expand(1, 1, 10, 10)
+    gx, gy = f.sobel(ramp)
+    assert torch.all(gx[..., 1:-1] == 8) and torch.all(gy == 0)
+    assert torch.all(f.gradient_magnitude(torch.full((1, 2, 9, 9), 0.7)) == 0)
+    assert torch.allclose(f.gaussian_blur(torch.full((1, 1, 9, 9), 0.3), 2.0), torch.full((1, 1, 9, 9), 0.3))
+
+
+def test_bad_arguments():
+    x = torch.rand(1, 1, 8, 8)
+    with pytest.raises(ValueError):
+        f.sobel(x, ksize=4)
+    with pytest.raises(ValueError):
+        f.sobel(x, border="wrap")
+    with pytest.raises(ValueError):
+        f.laplacian(x, 2)
+    with pytest.raises(ValueError):
+        f.sobel(torch.rand(1, 1, 3, 3), "valid", 5)
+    with pytest.raises(ValueError):
+        f.gradient_magnitude(x, norm="l3")
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(0)
+    x = torch.rand(1, 1, 5, 6, dtype=torch.float64, requires_grad=True)
+    fns = [
+        lambda t: f.sobel(t, ksize=1)[0],
+        lambda t: f.sobel(t, ksize=3)[1],
+        lambda t: f.sobel(t, "replicate", ksize=5)[0],
+        lambda t: f.sobel(t, "constant", ksize=7)[1],
+        lambda t: f.scharr(t)[0],
+        lambda t: f.laplacian(t, 1),
+        lambda t: f.laplacian(t, 3, "valid"),
+        lambda t: f.gradient_magnitude(t, "sobel"),
+        lambda t: f.gradient_magnitude(t, "scharr", norm="l1"),
+        lambda t: f.orientation(*f.sobel(t)),
+        lambda t: f.gaussian_blur(t, 1.0),
+    ]
+    for fn in fns:
+        assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-5)
+    k = torch.tensor([0.25, 0.5, 0.25], dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t, kk: f.separable_filter(t, kk, kk), (x, k), eps=1e-6, atol=1e-5)
+
+
+def test_magnitude_gradient_finite_on_flat_image():
+    x = torch.full((1, 1, 8, 8), 0.5, requires_grad=True)
+    f.gradient_magnitude(x).sum().backward()
+    assert torch.isfinite(x.grad).all()
+
+
+def test_fast_path_results_do_not_alias_across_calls() -> None:
+    """The CPU fast path reuses scratch buffers between blocks: results must stay independent."""
+    a, b = torch.rand(6, 3, 300, 300), torch.rand(6, 3, 300, 300)
+    for norm in ("l2", "l1"):
+        ma = f.gradient_magnitude(a, norm=norm)
+        keep = ma.clone()
+        mb = f.gradient_magnitude(b, norm=norm)
+        assert torch.equal(ma, keep)
+        assert not torch.equal(ma, mb)
+        ref = f.magnitude(*f.sobel(a.double()), norm).float()
+        assert torch.allclose(ma, ref, atol=1e-4)
