@@ -165,7 +165,7 @@ def attack(
     cfg.validate()
     check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
     if manifest is not None:
-        from gdvision.tasks.jobs import AttackJob
+        from gdvision.tasks.attack import AttackJob
 
         run_manifest_command(lambda d: AttackJob(cfg, str(d), seed, not no_opencv), locals())
         return

@@ -137,7 +137,7 @@ def depth(
         sweep_planes=planes or None,
     )
     if manifest is not None:
-        from gdvision.tasks.jobs import DepthJob
+        from gdvision.tasks.depth import DepthJob
 
         run_manifest_command(lambda d: DepthJob(cfg, gray, gt_kind, str(d), seed), locals())
         return

@@ -112,7 +112,7 @@ def edges(
 
         torch.set_num_threads(threads)
     if manifest is not None:
-        from gdvision.tasks.jobs import EdgesJob
+        from gdvision.tasks.edges import EdgesJob
 
         run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), locals())
         return

@@ -147,7 +147,7 @@ def match(
     )
     cfg.validate()
     if manifest is not None:
-        from gdvision.tasks.jobs import MatchJob
+        from gdvision.tasks.match import MatchJob
 
         run_manifest_command(lambda d: MatchJob(cfg, d), locals())
         return

@@ -118,7 +118,7 @@ def register(
     cfg = RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol)
     cfg.validate()
     if manifest is not None:
-        from gdvision.tasks.jobs import RegisterJob
+        from gdvision.tasks.register import RegisterJob
 
         run_manifest_command(lambda d: RegisterJob(cfg, d), locals())
         return

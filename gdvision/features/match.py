@@ -445,7 +445,7 @@ def draw_matches(a: torch.Tensor, b: torch.Tensor, res: MatchResult, max_lines: 
 def solve_match_pairs(group: list, cfg: MatchConfig, device: torch.device) -> list:
     """Match each loaded pair ``(item, image_a, image_b, H_gt or None)`` of ``group``; one Outcome per pair.
 
-    For the batch engine (:class:`gdvision.tasks.jobs.MatchJob`).
+    For the batch engine (:class:`gdvision.tasks.match.MatchJob`).
     """
     from gdvision.errors import GdvisionError
     from gdvision.runs.engine import Outcome

@@ -611,7 +611,8 @@ def warp_to_b(a: torch.Tensor, b: torch.Tensor, H: torch.Tensor) -> tuple[torch.
 def solve_loaded_pairs(group: list, cfg: RegisterConfig, device: torch.device) -> list[Outcome]:
     """Register loaded pairs ``(item, image_a, image_b, H_gt or None)`` of equal sizes as one batch.
 
-    For the batch engine (:class:`gdvision.tasks.jobs.RegisterJob`); one :class:`gdvision.runs.engine.Outcome` per pair.
+    For the batch engine (:class:`gdvision.tasks.register.RegisterJob`); one
+    :class:`gdvision.runs.engine.Outcome` per pair.
     Pairs are converted to luminance so that gray and colour images batch together; alpha masks apply.
     """
     items = [g[0] for g in group]

@@ -4,7 +4,7 @@ A **manifest** lists the items of a run, one per row: a CSV file with a header, 
 per line; ``.jsonl`` / ``.ndjson``). Each subcommand names the input columns it needs (``register``: ``a``, ``b``;
 ``edges``: ``image``; ``depth``: ``views``, ``cameras``; ...) and the optional ones it understands (``gt``, per-item
 options such as ``model``); an ``id`` column names the item (default: derived from the input file names). Relative
-paths are resolved against the manifest's folder. See :data:`gdvision.tasks.jobs.JOBS` for every subcommand's columns.
+paths are resolved against the manifest's folder. Each command's columns: its task module in :mod:`gdvision.tasks`.
 
 The **log** ``<out_dir>/run.jsonl`` gets one JSON line per item as soon as it finishes (flushed and fsynced)::
 
@@ -42,6 +42,7 @@ from typing import Any, Protocol
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.io.images import atomic_write_bytes, dumps_json
 from gdvision.runs.prefetch import prefetch
+from gdvision.tasks.outputs import OutputPolicy
 
 LOG_NAME = "run.jsonl"
 
@@ -54,6 +55,13 @@ class Item:
     id: str
     fields: dict[str, str]
     out: Path
+    policy: OutputPolicy | None = None
+
+    def claim(self, path: Path, existing_ok: bool = False) -> Path:
+        """The path to write one of this item's files to, checked by the run's output policy (if any)."""
+        if self.policy is None:
+            return path
+        return self.policy.claim(path, existing_ok=existing_ok, owner=f"item '{self.id}'")
 
     def path(self, column: str) -> Path:
         return Path(self.fields[column])
@@ -73,7 +81,7 @@ class Outcome:
 
 
 class Job(Protocol):
-    """A subcommand as the engine sees it (implementations: :mod:`gdvision.tasks.jobs`)."""
+    """A subcommand as the engine sees it (implementations: one per module of :mod:`gdvision.tasks`)."""
 
     name: str
     required: tuple[str, ...]  # input columns every row must have

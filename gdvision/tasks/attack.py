@@ -1,13 +1,13 @@
 """Run one attack on files: read the pair, attack, evaluate on the saved 8-bit PNGs, write every output.
 
-Used by ``gdvision attack`` (one pair) and its ``--manifest`` runs (:class:`gdvision.tasks.jobs.AttackJob`). Outputs in
+Used by ``gdvision attack`` (one pair) and its ``--manifest`` runs (:class:`AttackJob`). Outputs in
 ``out_dir``: ``<stem>_adv.png`` and ``<stem>_delta.png`` (the perturbation magnified) for each perturbed image,
 ``matches.png`` (matches before and after) and ``report.json``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,8 @@ from gdvision.device import resolve_device, seed_everything
 from gdvision.errors import InputError, SolverError, UsageError
 from gdvision.features.match import match_images
 from gdvision.io.images import read_homography, read_image, to_gray, write_json, write_png
+from gdvision.runs.engine import Item, Outcome
+from gdvision.tasks.pairs import pair_id
 
 
 def output_names(a: Path, b: Path, perturb: str) -> dict[str, str]:
@@ -127,4 +129,49 @@ def attack_metrics(report: dict[str, Any]) -> dict[str, float]:
     return out
 
 
-__all__ = ["attack_metrics", "output_files", "output_names", "run_attack_job"]
+class AttackJob:
+    """``gdvision attack --manifest``: one attack per pair; adversarial PNGs and report in ``<out_dir>/<id>/``."""
+
+    name = "attack"
+    required = ("a", "b")
+    optional = ("target_h", "true_h", "mask")
+    path_columns = ("a", "b", "target_h", "true_h", "mask")
+    error_metric = None
+
+    def __init__(self, cfg: Any, device: str, seed: int | None, opencv: bool = True, progress: Any = None) -> None:
+        self.cfg, self.device, self.seed, self.opencv, self.progress = cfg, device, seed, opencv, progress
+
+    def item_id(self, fields: dict[str, str]) -> str:
+        return pair_id(fields)
+
+    def output_of(self, item_id: str, out_dir: Path) -> Path:
+        return out_dir / item_id
+
+    def load(self, item: Item) -> None:
+        for col in self.path_columns:
+            if item.get(col) and not item.path(col).exists():
+                raise UsageError(f"file not found: '{item.path(col)}'")
+
+    def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
+        return None
+
+    def solve(self, group: list[tuple[Item, Any]]) -> list[Outcome]:
+        out = []
+        for item, _ in group:
+            opt = {k: item.path(k) for k in ("target_h", "true_h", "mask") if item.get(k)}
+            report = run_attack_job(
+                item.path("a"),
+                item.path("b"),
+                item.out,
+                self.cfg,
+                **opt,
+                device=self.device,
+                seed=self.seed,
+                opencv=self.opencv,
+                progress=self.progress,
+            )
+            out.append(Outcome(item, {"outputs": report["files"], "metrics": attack_metrics(report), **report}))
+        return out
+
+
+__all__ = ["AttackJob", "attack_metrics", "output_files", "output_names", "run_attack_job"]

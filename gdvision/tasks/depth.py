@@ -6,6 +6,8 @@ Outputs in ``out_dir``: depth.npy (float32, NaN = unknown), depth.pfm, depth16.p
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable, Hashable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from gdvision.device import resolve_device, seed_everything
 from gdvision.errors import InputError, UsageError
 from gdvision.io.cameras import cameras_for_views, read_cameras
 from gdvision.io.images import read_image, to_gray, write_json, write_npy, write_png
+from gdvision.runs.engine import Item, Outcome
 
 OUTPUT_FILES = (
     "depth.npy",
@@ -135,3 +138,77 @@ def _read_gt(path: Path, shape: tuple[int, ...]) -> Any:
     if g.shape != tuple(shape):
         raise InputError(f"ground truth '{path}' has shape {g.shape}, the reference image is {tuple(shape)}")
     return np.where(np.isfinite(g) & (g > 0), g, np.nan)
+
+
+class DepthJob:
+    """``gdvision depth --manifest``: one depth map per item (reference + source views, cameras)."""
+
+    name = "depth"
+    required = ("views", "cameras")
+    optional = ("gt", "gt_kind", "min_depth", "max_depth")
+    path_columns = ("views", "cameras", "gt")
+    error_metric = "abs_rel"
+
+    def __init__(
+        self,
+        cfg: Any,
+        gray: bool,
+        gt_kind: str,
+        device: str,
+        seed: int | None,
+        progress: Callable[[Any], None] | None = None,
+    ) -> None:
+        self.cfg, self.gray, self.gt_kind, self.device, self.seed, self.progress = (
+            cfg,
+            gray,
+            gt_kind,
+            device,
+            seed,
+            progress,
+        )
+
+    def item_id(self, fields: dict[str, str]) -> str:
+        return Path(fields["views"].split(";")[0]).stem
+
+    def output_of(self, item_id: str, out_dir: Path) -> Path:
+        return out_dir / item_id
+
+    def load(self, item: Item) -> None:
+        views = item.fields["views"].split(";")
+        if len(views) < 2:
+            raise UsageError(f"item '{item.id}': 'views' needs the reference and at least one source image")
+        return None
+
+    def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
+        return None
+
+    def solve(self, group: list[tuple[Item, Any]]) -> list[Outcome]:
+        out = []
+        for item, _ in group:
+            cfg = dataclasses.replace(
+                self.cfg, **{k: _number(item, k) for k in ("min_depth", "max_depth") if item.get(k)}
+            )
+            gt = item.get("gt")
+            summary = run_depth_job(
+                [Path(v) for v in item.fields["views"].split(";")],
+                item.path("cameras"),
+                item.out,
+                cfg,
+                self.gray,
+                Path(gt) if gt else None,
+                item.get("gt_kind") or self.gt_kind,
+                device=self.device,
+                seed=self.seed,
+                progress=self.progress,
+            )
+            metrics = {k: v for k, v in (summary.get("metrics") or {}).items() if isinstance(v, (int, float))}
+            metrics["known_fraction"] = summary["known_fraction"]
+            out.append(Outcome(item, {"outputs": summary["outputs"], "metrics": metrics, **summary}))
+        return out
+
+
+def _number(item: Item, column: str) -> float:
+    try:
+        return float(item.fields[column])
+    except ValueError:
+        raise UsageError(f"item '{item.id}': '{column}' must be a number, got '{item.fields[column]}'") from None

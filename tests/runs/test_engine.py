@@ -19,7 +19,8 @@ from gdvision.cli.app import app
 from gdvision.errors import UsageError
 from gdvision.runs.compare import compare_runs, direction
 from gdvision.runs.engine import check_thresholds, manifest_items, read_manifest
-from gdvision.tasks.jobs import EdgesJob, RegisterJob
+from gdvision.tasks.edges import EdgesJob
+from gdvision.tasks.register import RegisterJob
 
 runner = CliRunner()
 ROOT = Path(__file__).resolve().parents[2]
