@@ -1,8 +1,30 @@
-"""Synthetic data with known ground truth shared by the tests: a ray-cast 3-view scene with known depth."""
+"""Synthetic data with known ground truth shared by the tests.
+
+- :func:`random_homography`: a random A -> B pixel homography from jittered image corners.
+- :func:`render`: a ray-cast 3-view scene (tilted textured plane + 2 boxes) with known depth and cameras.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+
+def random_homography(
+    rng: np.random.Generator, w: int, h: int, amount: float = 0.15, shift_px: float | None = None
+) -> np.ndarray:
+    """A -> B homography (float64, 3x3) moving each corner of a w x h image by a uniform random offset.
+
+    The offset is at most ``amount`` of the image size per axis, or ``shift_px`` pixels when given.
+    """
+    import cv2
+
+    src = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
+    if shift_px is not None:
+        jitter = rng.uniform(-shift_px, shift_px, (4, 2)).astype(np.float32)
+    else:
+        jitter = rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32([w, h])
+    return cv2.getPerspectiveTransform(src, src + jitter).astype(np.float64)
+
 
 W, H, F = 128, 96, 110.0
 

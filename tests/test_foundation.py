@@ -11,6 +11,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 import torch
+from synthetic import random_homography
 
 from gdvision.coords import apply_homography, mean_corner_error, normalized_to_pixel, pixel_to_normalized
 from gdvision.device import resolve_device
@@ -123,12 +124,6 @@ def test_devices() -> None:
 
 
 # -------------------------------------------------------------------------------------- geometry
-
-
-def random_homography(rng: np.random.Generator, w: int, h: int, amount: float = 0.15) -> np.ndarray:
-    src = np.float32([[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]])
-    dst = src + rng.uniform(-amount, amount, (4, 2)).astype(np.float32) * np.float32([w, h])
-    return cv2.getPerspectiveTransform(src, dst).astype(np.float64)
 
 
 @pytest.mark.parametrize("seed", range(5))

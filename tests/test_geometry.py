@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from synthetic import random_homography
 
 from gdvision.coords import apply_homography, mean_corner_error
 from gdvision.geometry import (
@@ -24,11 +25,7 @@ W, H = 320, 240
 
 
 def _random_h(rng: np.random.Generator) -> torch.Tensor:
-    import cv2
-
-    src = np.float32([[0, 0], [W - 1, 0], [W - 1, H - 1], [0, H - 1]])
-    dst = src + rng.uniform(-40, 40, (4, 2)).astype(np.float32)
-    return torch.from_numpy(cv2.getPerspectiveTransform(src, dst)).to(torch.float64)
+    return torch.from_numpy(random_homography(rng, W, H, shift_px=40))
 
 
 def _correspondences(rng, Ht, n_in: int, n_out: int, noise: float):
