@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from gdvision.color import to_gray  # noqa: F401  (re-exported: callers import it from here too)
 from gdvision.errors import InputError, UsageError
 
 if TYPE_CHECKING:
@@ -149,20 +150,6 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         mask = (arr[:, :, -1] > 0).astype(np.float32)
         arr = arr[:, :, :-1]
     return LoadedImage(np.ascontiguousarray(arr), mask, bits, p)
-
-
-def to_gray(x: torch.Tensor) -> torch.Tensor:
-    """Luminance of a (B, C, H, W) tensor as (B, 1, H, W).
-
-    RGB uses the Rec. 601 weights (0.299, 0.587, 0.114), as OpenCV's ``COLOR_RGB2GRAY``;
-    any other channel count is averaged.
-    """
-    if x.shape[1] == 1:
-        return x
-    if x.shape[1] == 3:
-        w = x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
-        return (x * w).sum(1, keepdim=True)
-    return x.mean(1, keepdim=True)
 
 
 # ----------------------------------------------------------------------------------------- writing
