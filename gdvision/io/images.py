@@ -7,7 +7,10 @@ Reading returns float32 tensors shaped (B=1, C, H, W) with values in [0, 1]:
   gray+alpha gives C=1 plus the mask.
 - ``.npy`` arrays (H,W) or (H,W,C): integer arrays are scaled by their dtype's maximum, float arrays are
   taken as they are (they must be finite; they are not clipped, so multispectral reflectances survive).
-- Multi-page TIFFs become one channel per page.
+- Multi-page TIFFs become one channel per page (never alpha); a single-page TIFF's last sample is alpha only
+  when the file says so (ExtraSamples).
+- Images over :func:`gdvision.io.png16.pixel_limit` pixels (Pillow's decompression-bomb limit) are refused
+  before they are decoded (PNG of any depth, JPEG, TIFF, ...).
 
 Every write is atomic: the bytes go to a temporary file in the destination folder, which is then renamed
 over the target, so a crash never leaves a half-written result and readers never see one.
@@ -91,11 +94,54 @@ def _scale_integers(arr: np.ndarray) -> tuple[np.ndarray, int]:
     raise InputError(f"unsupported pixel type {arr.dtype}")
 
 
-def _decode(path: Path) -> np.ndarray:
+_TIFF_ALPHA = (1, 2)  # ExtraSamples values: associated and unassociated alpha
+
+
+def _decode_tiff(path: Path) -> tuple[np.ndarray, bool]:
+    """Pages of a TIFF as channels (H, W, C), and whether the last channel is alpha.
+
+    Every page of a multi-page TIFF is one channel (or its samples, for pages with several), never alpha; reduced
+    resolution pages (thumbnails, pyramid levels) are skipped. A single page keeps its samples, and its last one
+    is alpha only when the file declares it (ExtraSamples).
+    """
+    import tifffile
+
+    from gdvision.io.png16 import check_pixels
+
+    with tifffile.TiffFile(path) as tif:
+        pages = [pg for pg in tif.pages if not getattr(pg, "is_reduced", False)]
+        if not pages:
+            raise ValueError("no image pages")
+        first = pages[0]
+        size, dtype = (first.imagelength, first.imagewidth), first.dtype
+        for k, pg in enumerate(pages):
+            if (pg.imagelength, pg.imagewidth) != size or pg.dtype != dtype:
+                raise ValueError(
+                    f"page {k + 1} is {pg.imagewidth}x{pg.imagelength} {pg.dtype}, page 1 is "
+                    f"{size[1]}x{size[0]} {dtype}: the pages of a multi-page TIFF must match"
+                )
+        check_pixels(size[1], size[0])
+        channels = []
+        for pg in pages:
+            arr = pg.asarray()
+            if pg.axes == "SYX":
+                arr = np.moveaxis(arr, 0, -1)
+            elif arr.ndim == 2:
+                arr = arr[:, :, None]
+            if arr.ndim != 3 or arr.shape[:2] != size:
+                raise ValueError(f"unsupported TIFF page layout {pg.axes} {tuple(arr.shape)}")
+            channels.append(arr)
+        extra = tuple(first.extrasamples)
+        alpha = len(pages) == 1 and bool(extra) and extra[-1] in _TIFF_ALPHA
+    return (channels[0] if len(channels) == 1 else np.concatenate(channels, axis=2)), alpha
+
+
+def _decode(path: Path) -> tuple[np.ndarray, bool]:
+    """The decoded array of ``path`` and whether its last channel is an alpha channel."""
     suffix = path.suffix.lower()
     if suffix == ".npy":
         try:
-            return np.load(path, allow_pickle=False)
+            return np.load(path, allow_pickle=False), False
         except Exception as exc:  # noqa: BLE001 - any decoder failure is an input error
             raise InputError(f"cannot read array '{path}': {exc}") from None
     import imageio.v3 as iio
@@ -103,16 +149,14 @@ def _decode(path: Path) -> np.ndarray:
     from gdvision.io.png16 import decode_png16, needs_own_decoder
 
     try:
+        if suffix in (".tif", ".tiff"):
+            return _decode_tiff(path)
         if suffix == ".png":
             data = path.read_bytes()
-            if needs_own_decoder(data):
-                return decode_png16(data)
-        if suffix in (".tif", ".tiff"):
-            arr = iio.imread(path, index=None)
-            if arr.ndim == 3 and arr.shape[0] <= 64 and arr.shape[-1] > 4:
-                arr = np.moveaxis(arr, 0, -1)  # pages -> channels
-            return arr
-        return iio.imread(path)
+            arr = decode_png16(data) if needs_own_decoder(data) else iio.imread(path)
+        else:
+            arr = iio.imread(path)
+        return arr, arr.ndim == 3 and arr.shape[2] in (2, 4)  # gray+alpha or RGBA
     except Exception as exc:  # noqa: BLE001
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"cannot read image '{path}': {msg}") from None
@@ -136,7 +180,7 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
         raise UsageError(f"expected an image file, got a folder: '{p}'")
     if p.stat().st_size == 0:
         raise InputError(f"empty file: '{p}'")
-    raw = _decode(p)
+    raw, has_alpha = _decode(p)
     if raw.ndim == 2:
         raw = raw[:, :, None]
     if raw.ndim != 3 or raw.shape[0] == 0 or raw.shape[1] == 0 or raw.shape[2] == 0:
@@ -145,8 +189,7 @@ def read_image(path: str | os.PathLike[str]) -> LoadedImage:
     if not np.isfinite(arr).all():
         raise InputError(f"'{p}': image contains NaN or infinite values")
     mask = None
-    is_raster = p.suffix.lower() != ".npy"
-    if is_raster and arr.shape[2] in (2, 4):  # gray+alpha or RGBA: alpha becomes the validity mask
+    if has_alpha and arr.shape[2] > 1:  # gray+alpha or RGBA: alpha becomes the validity mask
         mask = (arr[:, :, -1] > 0).astype(np.float32)
         arr = arr[:, :, :-1]
     return LoadedImage(np.ascontiguousarray(arr), mask, bits, p)

@@ -5,6 +5,10 @@ Pillow decodes 16-bit RGB/RGBA PNGs to 8 bits and cannot encode them, so gdvisio
 with zlib's run-length strategy (what ``cv2.imwrite`` uses) is about 4x faster than Pillow's encoder at its
 level 1, for files no bigger. Only non-interlaced, non-palette PNGs are decoded here; everything else goes through
 imageio.
+
+Decoding obeys the pixel limit of the 8-bit path (:func:`pixel_limit`, Pillow's decompression-bomb limit): the
+header is checked before anything is allocated, and the compressed data is inflated only up to the size the
+header announces, so a small file that declares a huge image, or inflates to more than it declares, fails fast.
 """
 
 from __future__ import annotations
@@ -24,6 +28,36 @@ def png_header(data: bytes) -> tuple[int, int, int, int, int] | None:
         return None
     w, h, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", data[16:29])
     return w, h, depth, ctype, interlace
+
+
+def pixel_limit() -> int | None:
+    """The largest image (in pixels) any decoder accepts: twice ``PIL.Image.MAX_IMAGE_PIXELS``, None for no limit.
+
+    That is where Pillow, which decodes 8-bit images, refuses a file as a decompression bomb; setting
+    ``PIL.Image.MAX_IMAGE_PIXELS`` changes the limit for every format alike.
+
+    Example:
+        >>> pixel_limit() is None or pixel_limit() >= 100_000_000
+        True
+    """
+    from PIL import Image
+
+    limit = Image.MAX_IMAGE_PIXELS
+    return None if limit is None else 2 * int(limit)
+
+
+def check_pixels(width: int, height: int) -> None:
+    """ValueError when a ``width`` x ``height`` image exceeds :func:`pixel_limit` (call it before allocating).
+
+    Example:
+        >>> check_pixels(60000, 60000)
+        Traceback (most recent call last):
+        ...
+        ValueError: image size 60000x60000 (3600000000 pixels) exceeds the limit of 178956970 pixels
+    """
+    limit = pixel_limit()
+    if limit is not None and width * height > limit:
+        raise ValueError(f"image size {width}x{height} ({width * height} pixels) exceeds the limit of {limit} pixels")
 
 
 def needs_own_decoder(data: bytes) -> bool:
@@ -65,6 +99,9 @@ def decode_png16(data: bytes) -> np.ndarray:
     w, h, depth, ctype, interlace = hdr
     if depth != 16 or ctype not in _CHANNELS or interlace:
         raise ValueError("only 16-bit, non-interlaced, non-palette PNGs are handled here")
+    if w == 0 or h == 0:
+        raise ValueError(f"bad PNG size {w}x{h}")
+    check_pixels(w, h)
     pos, idat = 8, []
     while pos + 8 <= len(data):
         (length,) = struct.unpack(">I", data[pos : pos + 4])
@@ -74,12 +111,16 @@ def decode_png16(data: bytes) -> np.ndarray:
         elif kind == b"IEND":
             break
         pos += 12 + length
-    raw = np.frombuffer(zlib.decompress(b"".join(idat)), dtype=np.uint8)
     c = _CHANNELS[ctype]
     bpp = 2 * c
     stride = w * bpp
-    if raw.size != h * (stride + 1):
+    expected = h * (stride + 1)
+    # inflate no more than the header announces (one byte more tells an over-long stream)
+    raw = np.frombuffer(zlib.decompressobj().decompress(b"".join(idat), expected + 1), dtype=np.uint8)
+    if raw.size < expected:
         raise ValueError("truncated PNG data")
+    if raw.size > expected:
+        raise ValueError("PNG data longer than its header announces")
     rows = raw.reshape(h, stride + 1)
     out = np.zeros((h, stride), dtype=np.uint8)
     prev = np.zeros(stride, dtype=np.uint8)
