@@ -970,7 +970,7 @@ def evaluate_attack(
     Returns ``(report, picture)``: picture (1, 3, 2 Hmax + 8, Wa + Wb), matches before (top) and after (bottom),
     RANSAC inliers green, other ratio-test matches red.
     """
-    from gdvision.features.match import draw_matches
+    from gdvision.viz import draw_matches
 
     Ht = torch.eye(3, dtype=torch.float64) if H is None else torch.as_tensor(H, dtype=torch.float64)
     mc = match_config_for(config, seed)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from gdvision._checks import check_choice
+from gdvision.errors import UsageError
+from gdvision.features.config import FeatureConfig, MatchConfig
 
 from .common import (
     DeviceOpt,
@@ -18,8 +23,6 @@ from .common import (
     ResumeOpt,
     SeedOpt,
     check_manifest_usage,
-    check_output,
-    check_positive,
     emit_json,
     fail,
     handle_errors,
@@ -48,16 +51,41 @@ UpsampleOpt = Annotated[
 ContrastOpt = Annotated[float, typer.Option(help="Contrast threshold for images in [0, 1] (OpenCV's default 0.04).")]
 
 
-def _feature_config(detector: str, max_features: int, root: bool, upsample: bool | None, contrast: float):
-    from gdvision.features.match import FeatureConfig
+# config field -> the flag that sets it (library errors name fields; the CLI shows flags)
+_FLAGS = {
+    "detector": "--detector",
+    "max_features": "--max-features",
+    "contrast_threshold": "--contrast-threshold",
+    "matcher": "--matcher",
+    "ratio": "--ratio",
+    "model": "--model",
+    "ransac_threshold": "--ransac-threshold",
+    "max_iters": "--ransac-iters",
+    "refine": "--refine",
+    "seed": "--seed",
+}
 
-    check_positive("--max-features", max_features, allow_zero=True)
-    check_positive("--contrast-threshold", contrast, allow_zero=True)
-    cfg = FeatureConfig(
+
+def _validated(cfg: Any) -> Any:
+    """``cfg`` after its ``validate()``; a UsageError names the flag instead of the config field. No torch import."""
+    try:
+        cfg.validate()
+    except UsageError as exc:
+        msg = str(exc)
+        hits = [(m.start(), f) for f in _FLAGS if (m := re.search(rf"(?<![\w-]){f}(?![\w-])", msg))]
+        if hits:
+            pos, f = min(hits)
+            msg = msg[:pos] + _FLAGS[f] + msg[pos + len(f) :]
+        raise UsageError(msg) from None
+    return cfg
+
+
+def _feature_config(
+    detector: str, max_features: int, root: bool, upsample: bool | None, contrast: float
+) -> FeatureConfig:
+    return FeatureConfig(
         detector=detector, max_features=max_features, root=root, double_first=upsample, contrast_threshold=contrast
     )
-    cfg.validate()
-    return cfg
 
 
 @handle_errors
@@ -119,72 +147,51 @@ def match(
 
       gdvision match --manifest pairs.csv --out-dir results/ --min-metric inliers=30
 
-    A manifest has columns a, b and optionally gt (JSON with the true H) and id.
+    A manifest has columns a, b and optionally gt (JSON with the true H) and id. Existing outputs are kept
+    (exit 2) unless --overwrite; the inputs (A, B, --gt) are never replaced.
     """
-    from gdvision.errors import UsageError
-
-    check_positive("--ransac-threshold", ransac_threshold)
-    check_positive("--ransac-iters", ransac_iters)
     manifest = manifest or pairs
     check_manifest_usage(manifest, out_dir, [a, b, out, out_matches, out_viz, gt])
+    cfg = _validated(
+        MatchConfig(
+            features=_feature_config(detector, max_features, root_sift, upsample, contrast_threshold),
+            matcher=matcher,
+            ratio=ratio,
+            model=model,
+            ransac_threshold=ransac_threshold,
+            max_iters=ransac_iters,
+            seed=0 if seed is None else seed,
+            refine=refine,
+        )
+    )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
 
-    from gdvision.device import resolve_device, seed_everything
-    from gdvision.features.match import MatchConfig
-
-    dev = resolve_device(device)
-    seed_everything(seed)
-    cfg = MatchConfig(
-        features=_feature_config(detector, max_features, root_sift, upsample, contrast_threshold),
-        matcher=matcher,
-        ratio=ratio,
-        model=model,
-        ransac_threshold=ransac_threshold,
-        max_iters=ransac_iters,
-        seed=0 if seed is None else seed,
-        refine=refine,
-    )
-    cfg.validate()
     if manifest is not None:
+        from gdvision.device import seed_everything
         from gdvision.tasks.match import MatchJob
 
+        seed_everything(seed)
         run_manifest_command(lambda d: MatchJob(cfg, d), locals())
         return
     assert a is not None and b is not None
-    for o in (out, out_matches, out_viz):
-        check_output(o, [a, b])
+    from gdvision.tasks.match import run_match
 
-    import torch
-
-    from gdvision.features.match import describe_match, draw_matches, match_images, matches_record
-    from gdvision.io.images import read_homography, read_image, write_json, write_png
-
-    img_a, img_b = read_image(a), read_image(b)
-    hgt = torch.from_numpy(read_homography(gt)) if gt is not None else None
-    ta, tb = img_a.tensor(dev), img_b.tensor(dev)
     with progress_bar(not (quiet or json_out), "matching"):
-        res = match_images(ta, tb, cfg)
-    rec = describe_match(res, cfg, (img_a.width, img_a.height), (img_b.width, img_b.height), dev, hgt, (str(a), str(b)))
-    if out is not None:
-        write_json(out, rec)
-    if out_matches is not None:
-        write_json(out_matches, matches_record(res))
-    if out_viz is not None:
-        write_png(out_viz, draw_matches(ta, tb, res))
+        rec = run_match(a, b, cfg, device, out, out_matches, out_viz, gt, overwrite, seed)
     if json_out:
         emit_json(rec)
-    else:
-        msg = (
-            f"matched {a.name} -> {b.name}: {rec['keypoints_a']} / {rec['keypoints_b']} keypoints, "
-            f"{rec['matches']} matches, {rec['inliers']} inliers ({res.model_type}) in {rec['seconds']:.3f} s"
-        )
-        if "corner_error_px" in rec:
-            msg += f"; mean corner error {rec['corner_error_px']:.4f} px"
-        say(quiet, msg)
-        if not quiet and out is None:
-            key = "H" if "H" in rec else "F"
-            typer.echo(f"{key} = " + str([[round(v, 8) for v in row] for row in rec[key]]))
+        return
+    msg = (
+        f"matched {a.name} -> {b.name}: {rec['keypoints_a']} / {rec['keypoints_b']} keypoints, "
+        f"{rec['matches']} matches, {rec['inliers']} inliers ({rec['model']}) in {rec['seconds']:.3f} s"
+    )
+    if "corner_error_px" in rec:
+        msg += f"; mean corner error {rec['corner_error_px']:.4f} px"
+    say(quiet, msg)
+    if not quiet and out is None:
+        key = "H" if "H" in rec else "F"
+        typer.echo(f"{key} = " + str([[round(v, 8) for v in row] for row in rec[key]]))
 
 
 @handle_errors
@@ -207,6 +214,7 @@ def features(
     root_sift: RootOpt = False,
     upsample: UpsampleOpt = None,
     contrast_threshold: ContrastOpt = 0.04,
+    overwrite: Annotated[bool, typer.Option(help="Replace existing keypoint files (never an input).")] = False,
     device: DeviceOpt = "auto",
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -221,46 +229,29 @@ def features(
       gdvision features box.png --out box.sift
 
       gdvision features photos/ --out-dir keys/ --format vlfeat --max-features 2000
+
+    With --out-dir, IMG.ext is written as <stem>.sift (lowe) or <stem>.txt (vlfeat); two images that would get
+    one name (a.png and a.jpg) are refused before any work (exit 2). Existing files are kept unless --overwrite;
+    an input is never replaced.
     """
-    from gdvision.errors import GdvisionError, UsageError
     from gdvision.io.images import list_images
     from gdvision.io.keypoints import FORMATS
 
-    if fmt is not None and fmt not in FORMATS:
-        raise UsageError(f"unknown --format '{fmt}': use one of {', '.join(FORMATS)}")
+    if fmt is not None:
+        check_choice(fmt, "--format", FORMATS)
+    cfg = _validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold))
+    if out is not None and out_dir is not None:
+        raise UsageError("give --out or --out-dir, not both")
     paths = list_images([str(p) for p in images])
     if not paths:
         raise UsageError("no images given")
-    if out is None and out_dir is None:
-        raise UsageError("give --out FILE (one image) or --out-dir DIR")
-    if out is not None and len(paths) > 1:
-        raise UsageError(f"--out takes one image, got {len(paths)}: use --out-dir")
-    if out is not None and out_dir is not None:
-        raise UsageError("give --out or --out-dir, not both")
-    cfg = _feature_config(detector, max_features, root_sift, upsample, contrast_threshold)
 
-    from gdvision.device import resolve_device
-    from gdvision.features.match import detect_and_describe, features_to_set
-    from gdvision.io.images import read_image
-    from gdvision.io.keypoints import write_keypoints
+    from gdvision.tasks.features import run_features
 
-    dev = resolve_device(device)
-    results, failures = [], []
     with progress_bar(not (quiet or json_out) and len(paths) > 1, "features") as update:
-        for i, p in enumerate(paths):
-            suffix = ".sift" if (fmt or "lowe") == "lowe" else ".txt"
-            target = out if out is not None else out_dir / (p.stem + suffix)  # type: ignore[operator]
-            try:
-                check_output(target, paths)
-                img = read_image(p)
-                f = detect_and_describe(img.tensor(dev), cfg)
-                write_keypoints(target, features_to_set(f), fmt)
-                results.append({"image": str(p), "out": str(target), "keypoints": len(f)})
-            except GdvisionError as exc:
-                if len(paths) == 1:
-                    raise
-                failures.append({"image": str(p), "error": str(exc)})
-            update(completed=i + 1, total=len(paths))
+        results, failures = run_features(
+            paths, cfg, device, out, out_dir, fmt, overwrite, lambda done, total: update(completed=done, total=total)
+        )
     if json_out:
         emit_json({"results": results, "failed": failures})
     else:

@@ -1,1 +1,44 @@
-"""SIFT-like features on tensors: scale space, detectors, orientations, descriptors, matching, RANSAC."""
+"""SIFT-like features on tensors: scale space, detectors, orientations, descriptors, matching, RANSAC.
+
+The public API. Tensors in, tensors out: no file is read or written here (``gdvision.tasks.features`` and
+``gdvision.tasks.match`` do that; ``gdvision.viz.draw_matches`` draws a match picture).
+
+- :class:`FeatureConfig`, :class:`MatchConfig`: settings with their validation (no torch import).
+- :func:`detect_and_describe`: (B, C, H, W) images -> :class:`Features` (keypoints + 128-d SIFT descriptors).
+- :func:`match_images`: two images -> :class:`MatchResult` (homography or fundamental matrix, matches, inliers).
+- :func:`match_features`, :func:`match_descriptors`: the matching steps on their own.
+
+The solver names are loaded on first use, so ``from gdvision.features import MatchConfig`` does not import torch.
+
+Example:
+    >>> from gdvision.features import MatchConfig
+    >>> MatchConfig(matcher="mnn").matcher
+    'mnn'
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from gdvision.features.config import DETECTORS, MATCH_MODELS, MATCHERS, FeatureConfig, MatchConfig
+
+_LAZY = {
+    "Features": "match",
+    "MatchResult": "match",
+    "detect_and_describe": "match",
+    "keypoints_of": "match",
+    "match_features": "match",
+    "match_images": "match",
+    "match_descriptors": "matching",
+    "Keypoints": "detectors",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(f"gdvision.features.{_LAZY[name]}"), name)
+    raise AttributeError(f"module 'gdvision.features' has no attribute '{name}'")
+
+
+__all__ = ["DETECTORS", "MATCHERS", "MATCH_MODELS", "FeatureConfig", "MatchConfig", *_LAZY]

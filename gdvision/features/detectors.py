@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gdvision._checks import check_choice
+from gdvision.features.config import DETECTORS
 from gdvision.features.scale_space import ScaleSpace
-
-DETECTORS = ("dog", "hessian")
 
 
 @dataclass
@@ -354,8 +354,7 @@ def detect(
         >>> [round(v) for v in kp.xy[0].tolist()], round(float(kp.scale[0]))
         ([30, 33], 4)
     """
-    if detector not in DETECTORS:
-        raise ValueError(f"unknown detector '{detector}': use one of {', '.join(DETECTORS)}")
+    check_choice(detector, "detector", DETECTORS)
     S = ss.scales_per_octave
     thr = threshold if threshold is not None else default_threshold(detector, contrast_threshold, S)
     response = dog_response if detector == "dog" else hessian_response

@@ -10,6 +10,10 @@ Two entry points:
   the matches and the inlier flags; optionally refined photometrically by
   :func:`gdvision.register.solver.register_pair`.
 
+Settings: :class:`~gdvision.features.config.FeatureConfig` and :class:`~gdvision.features.config.MatchConfig`
+(re-exported here). Tensors in, tensors out: reading images and writing keypoint files, records and pictures
+is :mod:`gdvision.tasks.features`, :mod:`gdvision.tasks.match` and :func:`gdvision.viz.draw_matches`.
+
 Conventions: pixel coordinates, (0, 0) = centre of the top-left pixel; H maps A to B; angles in radians
 clockwise on screen from +x (OpenCV's ``KeyPoint.angle`` in radians); ``scale`` is sigma in input pixels
 (OpenCV's ``KeyPoint.size`` is about ``2 * scale``).
@@ -18,70 +22,19 @@ clockwise on screen from +x (OpenCV's ``KeyPoint.angle`` in radians); ``scale`` 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 
+from gdvision.color import to_gray
 from gdvision.errors import InputError, SolverError, UsageError
+from gdvision.features.config import FeatureConfig, MatchConfig
 from gdvision.features.descriptors import sift_descriptors
-from gdvision.features.detectors import DETECTORS, Keypoints, detect, spread_select
-from gdvision.features.matching import MATCHERS, match_descriptors
+from gdvision.features.detectors import Keypoints, detect, spread_select
+from gdvision.features.matching import match_descriptors
 from gdvision.features.orientation import assign_orientations
 from gdvision.features.scale_space import build_scale_space
-from gdvision.geometry import MODELS, ransac
-from gdvision.io.images import to_gray
-
-
-@dataclass
-class FeatureConfig:
-    """Detector/descriptor settings (defaults follow Lowe and OpenCV's SIFT).
-
-    Attributes:
-        detector: ``dog`` (difference of Gaussians) or ``hessian`` (determinant of Hessian).
-        max_features: keep at most this many per image (strongest, spread over the image); 0 = all.
-        contrast_threshold: Lowe's contrast threshold for [0, 1] images (0.04, OpenCV's default).
-        edge_threshold: principal curvature ratio limit (10).
-        sigma0: blur of each octave's first level (1.6); scales_per_octave: 3.
-        double_first: True: upsample the input x2 for the first octave (Lowe's layout, about 2x slower);
-            False: no scales below ``sigma0`` (fastest, fewer small keypoints); None = auto: the small scales at
-            native resolution (``build_scale_space(fine_first=True)``: ``S`` extra levels from ``sigma0 / 2``,
-            extrema re-fitted on a half-pixel grid) for images of at most ``double_max_pixels`` pixels, none above
-            (memory stays bounded).
-        root: RootSIFT descriptors.
-        patch_size: descriptor samples per patch side; chunk: keypoints per descriptor chunk.
-        max_orientations: orientations per keypoint (secondary peaks >= 0.8 of the highest).
-    """
-
-    detector: str = "dog"
-    max_features: int = 4000
-    contrast_threshold: float = 0.04
-    edge_threshold: float = 10.0
-    sigma0: float = 1.6
-    scales_per_octave: int = 3
-    double_first: bool | None = None
-    double_max_pixels: int = 2_000_000
-    root: bool = False
-    patch_size: int = 16
-    chunk: int = 2048
-    max_orientations: int = 2
-
-    def validate(self) -> None:
-        """UsageError for settings that cannot work."""
-        if self.detector not in DETECTORS:
-            raise UsageError(f"unknown detector '{self.detector}': use one of {', '.join(DETECTORS)}")
-        if self.max_features < 0 or self.max_features > 10_000_000:
-            raise UsageError(f"--max-features must be between 0 and 10000000, got {self.max_features}")
-        if not 0 <= self.contrast_threshold < 1:
-            raise UsageError(f"contrast threshold must be in [0, 1), got {self.contrast_threshold}")
-        if not self.edge_threshold > 1:
-            raise UsageError(f"edge threshold must be > 1, got {self.edge_threshold}")
-        if not 0.5 <= self.sigma0 <= 10:
-            raise UsageError(f"sigma0 must be in [0.5, 10], got {self.sigma0}")
-        if not 1 <= self.scales_per_octave <= 10:
-            raise UsageError(f"scales per octave must be in [1, 10], got {self.scales_per_octave}")
-        if not 4 <= self.patch_size <= 64:
-            raise UsageError(f"patch size must be in [4, 64], got {self.patch_size}")
+from gdvision.geometry import ransac
 
 
 @dataclass
@@ -175,50 +128,6 @@ def detect_and_describe(img: torch.Tensor, config: FeatureConfig | None = None) 
 def keypoints_of(f: Features) -> Keypoints:
     """The :class:`~gdvision.features.detectors.Keypoints` part of ``f``."""
     return Keypoints(f.batch, f.octave, f.level, f.xy, f.scale, f.response)
-
-
-@dataclass
-class MatchConfig:
-    """Settings of :func:`match_images`.
-
-    Attributes:
-        features: detector/descriptor settings.
-        matcher: ``ratio`` (Lowe's test), ``mnn`` (mutual nearest neighbours) or ``smnn`` (both).
-        ratio: ratio threshold (None: 0.8 for ratio, 0.9 for smnn).
-        model: ``homography`` or ``fundamental``.
-        ransac_threshold: inlier threshold in pixels.
-        confidence, max_iters: RANSAC stopping rule and cap.
-        seed: RANSAC seed (reproducible).
-        refine: refine the homography photometrically with ``gdvision.register.solver`` (homography only).
-    """
-
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    matcher: str = "ratio"
-    ratio: float | None = None
-    model: str = "homography"
-    ransac_threshold: float = 3.0
-    confidence: float = 0.999
-    max_iters: int = 10000
-    seed: int | None = 0
-    refine: bool = False
-
-    def validate(self) -> None:
-        """UsageError for settings that cannot work."""
-        self.features.validate()
-        if self.matcher not in MATCHERS:
-            raise UsageError(f"unknown matcher '{self.matcher}': use one of {', '.join(MATCHERS)}")
-        if self.ratio is not None and not 0 < self.ratio <= 1:
-            raise UsageError(f"--ratio must be in (0, 1], got {self.ratio}")
-        if self.model not in MODELS:
-            raise UsageError(f"unknown model '{self.model}': use one of {', '.join(MODELS)}")
-        if not 0 < self.ransac_threshold <= 1000:
-            raise UsageError(f"--ransac-threshold must be in (0, 1000] px, got {self.ransac_threshold}")
-        if not 0 < self.confidence < 1:
-            raise UsageError(f"confidence must be in (0, 1), got {self.confidence}")
-        if not 1 <= self.max_iters <= 10_000_000:
-            raise UsageError(f"max iterations must be in [1, 10000000], got {self.max_iters}")
-        if self.refine and self.model != "homography":
-            raise UsageError("--refine needs --model homography")
 
 
 @dataclass
@@ -330,153 +239,13 @@ def match_images(a: torch.Tensor, b: torch.Tensor, config: MatchConfig | None = 
     return res
 
 
-def describe_match(
-    res: MatchResult,
-    cfg: MatchConfig,
-    size_a: tuple[int, int],
-    size_b: tuple[int, int],
-    device: torch.device | str,
-    H_gt: torch.Tensor | None = None,
-    paths: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """The JSON record of a match (what ``--out`` and ``--json`` hold); sizes are (W, H).
-
-    For a homography, ``H`` follows ``register``'s convention (pixels, A -> B); for a fundamental matrix the key is
-    ``F`` (``xB^T F xA = 0``). With ``H_gt`` the mean corner error (px) is added.
-    """
-    M = res.model.detach().cpu().to(torch.float64)
-    rec: dict[str, Any] = {}
-    if res.model_type == "homography":
-        rec["H"] = M.tolist()
-        rec["convention"] = "pixel coordinates, (0,0) = centre of the top-left pixel; [xB, yB, 1]^T ~ H [xA, yA, 1]^T"
-    else:
-        rec["F"] = M.tolist()
-        rec["convention"] = "pixel coordinates, (0,0) = centre of the top-left pixel; [xB, yB, 1] F [xA, yA, 1]^T = 0"
-    if paths is not None:
-        rec["a"], rec["b"] = paths
-    rec.update(
-        {
-            "size_a": list(size_a),
-            "size_b": list(size_b),
-            "model": res.model_type,
-            "detector": cfg.features.detector,
-            "matcher": cfg.matcher,
-            "keypoints_a": len(res.features_a),
-            "keypoints_b": len(res.features_b),
-            "matches": int(res.idx.shape[0]),
-            "inliers": int(res.inliers.sum()),
-            "ransac_iterations": res.iterations,
-            "refined": res.refined,
-            "seconds": res.seconds,
-            "device": str(device),
-        }
-    )
-    if H_gt is not None and res.model_type == "homography":
-        from gdvision.coords import mean_corner_error
-
-        rec["corner_error_px"] = float(mean_corner_error(M, H_gt.to(torch.float64), size_a[1], size_a[0]))
-    return rec
-
-
-def matches_record(res: MatchResult) -> dict[str, Any]:
-    """JSON-able list of the matches: coordinates in A and B (pixels), matcher score, inlier flag, residual."""
-    pa = res.pts_a.detach().cpu().tolist()
-    pb = res.pts_b.detach().cpu().tolist()
-    sc = res.scores.detach().cpu().tolist()
-    inl = res.inliers.detach().cpu().tolist()
-    err = res.errors.detach().cpu().tolist()
-    return {
-        "count": len(pa),
-        "inliers": int(sum(inl)),
-        "fields": "xa, ya, xb, yb: pixel coordinates; score: matcher score (lower is better); inlier; error: px",
-        "matches": [
-            {
-                "xa": a[0],
-                "ya": a[1],
-                "xb": b[0],
-                "yb": b[1],
-                "score": s,
-                "inlier": bool(i),
-                "error": e if e == e and e != float("inf") else None,
-            }
-            for a, b, s, i, e in zip(pa, pb, sc, inl, err, strict=True)
-        ],
-    }
-
-
-def draw_matches(a: torch.Tensor, b: torch.Tensor, res: MatchResult, max_lines: int = 2000) -> torch.Tensor:
-    """Side-by-side RGB visualisation (1, 3, max(Ha, Hb), Wa + Wb): inliers green, outliers red.
-
-    Example:
-        >>> import torch
-        >>> from gdvision.warp import warp_perspective
-        >>> a = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 120, 120), 5, 1, 2)
-        >>> b, _ = warp_perspective(a, torch.eye(3), (120, 120))
-        >>> draw_matches(a, b, match_images(a, b)).shape
-        torch.Size([1, 3, 120, 240])
-    """
-    ha, wa = a.shape[-2:]
-    hb, wb = b.shape[-2:]
-    canvas = torch.zeros(3, max(ha, hb), wa + wb)
-    ga = to_gray(a.detach().cpu().float())[0, 0] if a.shape[1] != 3 else None
-    gb = to_gray(b.detach().cpu().float())[0, 0] if b.shape[1] != 3 else None
-    canvas[:, :ha, :wa] = a.detach().cpu().float()[0] if ga is None else ga
-    canvas[:, :hb, wa:] = b.detach().cpu().float()[0] if gb is None else gb
-    canvas *= 0.8  # dim the photos so the lines stand out
-    pa = res.pts_a.detach().cpu().to(torch.float32)
-    pb = res.pts_b.detach().cpu().to(torch.float32) + torch.tensor([float(wa), 0.0])
-    inl = res.inliers.detach().cpu()
-    order = torch.cat([torch.nonzero(~inl)[:, 0], torch.nonzero(inl)[:, 0]])[-max_lines:]  # inliers drawn last
-    h, w = canvas.shape[-2:]
-    for sel, colour in ((order[~inl[order]], (1.0, 0.15, 0.1)), (order[inl[order]], (0.1, 1.0, 0.2))):
-        if sel.numel() == 0:
-            continue
-        p0, p1 = pa[sel], pb[sel]
-        steps = int(torch.ceil((p1 - p0).norm(dim=1).max()).item()) + 1
-        t = torch.linspace(0, 1, steps).view(1, -1, 1)
-        pts = torch.round(p0.unsqueeze(1) + t * (p1 - p0).unsqueeze(1)).long().reshape(-1, 2)
-        ok = (pts[:, 0] >= 0) & (pts[:, 0] < w) & (pts[:, 1] >= 0) & (pts[:, 1] < h)
-        pts = pts[ok]
-        for c in range(3):
-            canvas[c, pts[:, 1], pts[:, 0]] = colour[c]
-    return canvas.clamp(0, 1).unsqueeze(0)
-
-
-def solve_match_pairs(group: list, cfg: MatchConfig, device: torch.device) -> list:
-    """Match each loaded pair ``(item, image_a, image_b, H_gt or None)`` of ``group``; one Outcome per pair.
-
-    For the batch engine (:class:`gdvision.tasks.match.MatchJob`).
-    """
-    from gdvision.errors import GdvisionError
-    from gdvision.runs.engine import Outcome
-
-    outcomes = []
-    for item, img_a, img_b, gt in group:
-        try:
-            res = match_images(img_a.tensor(device), img_b.tensor(device), cfg)
-            hgt = None if gt is None else torch.from_numpy(gt)
-            rec = describe_match(
-                res,
-                cfg,
-                (img_a.width, img_a.height),
-                (img_b.width, img_b.height),
-                device,
-                hgt,
-                (str(img_a.path), str(img_b.path)),
-            )
-            outcomes.append(Outcome(item, rec))
-        except GdvisionError as exc:
-            outcomes.append(Outcome(item, error=str(exc)))
-    return outcomes
-
-
-def features_to_set(f: Features):
-    """The features of a single image as a :class:`gdvision.io.keypoints.KeypointSet` (numpy)."""
-    from gdvision.io.keypoints import KeypointSet
-
-    return KeypointSet(
-        f.xy.detach().cpu().double().numpy(),
-        f.scale.detach().cpu().double().numpy(),
-        f.angle.detach().cpu().double().numpy(),
-        f.desc.detach().cpu().double().numpy(),
-    )
+__all__ = [
+    "FeatureConfig",
+    "Features",
+    "MatchConfig",
+    "MatchResult",
+    "detect_and_describe",
+    "keypoints_of",
+    "match_features",
+    "match_images",
+]

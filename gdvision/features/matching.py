@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import torch
 
-MATCHERS = ("ratio", "mnn", "smnn")
+from gdvision._checks import check_choice
+from gdvision.features.config import MATCHERS
 
 
 def _two_nn(da: torch.Tensor, db: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,8 +57,7 @@ def match_descriptors(
         >>> sorted(idx.tolist())
         [[0, 1], [1, 3], [2, 0], [3, 2]]
     """
-    if method not in MATCHERS:
-        raise ValueError(f"unknown matcher '{method}': use one of {', '.join(MATCHERS)}")
+    check_choice(method, "matcher", MATCHERS)
     dev = da.device
     empty = (torch.zeros(0, 2, dtype=torch.long, device=dev), da.new_zeros(0))
     if da.shape[0] == 0 or db.shape[0] == 0:

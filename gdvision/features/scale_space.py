@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from gdvision.errors import InputError
 from gdvision.filters.separable import gaussian_kernel1d, pad
 
 
@@ -126,7 +127,7 @@ def build_scale_space(
         ((1, 9, 64, 80), 0.8, 1.6)
     """
     if img.dim() != 4 or img.shape[1] != 1:
-        raise ValueError(f"expected a (B, 1, H, W) gray image, got {tuple(img.shape)}")
+        raise InputError(f"expected a (B, 1, H, W) gray image, got {tuple(img.shape)}")
     S = scales_per_octave
     x = img
     have = assumed_blur
