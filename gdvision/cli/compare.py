@@ -25,8 +25,10 @@ def compare(
 ) -> None:
     """Compare two run logs item by item; exit 1 if an item regressed (worse metric, new failure, missing).
 
-    Lower is better for errors, AbsRel, RMSE, bad-N and seconds; higher for inliers, matches, PSNR,
-    delta-N and success rates; other metrics must not change by more than the tolerance.
+    Lower is better for errors, AbsRel, RMSE, EPE, bad-N, holes and seconds; higher for inliers, matches,
+    keypoints, coverage, delta-N, PSNR and success; other metrics (edges' mean, iterations, the attack's
+    after-attack values) must not change by more than the tolerance. A metric that the baseline has and the run
+    lacks (or logs as null) is a regression, and so is a comparison that compares no metric at all.
 
     Example:
 
@@ -48,5 +50,7 @@ def compare(
             if not quiet:
                 detail = f"{r['run']} (baseline {r['baseline']})" if "baseline" in r else str(r["run"])
                 typer.echo(f"regressed: {r['id']}: {r['metric']} {detail}", err=True)
-    if res.regressions:
+    for problem in res.problems:
+        typer.echo(f"error: {problem}", err=True)
+    if res.failed:
         raise typer.Exit(1)

@@ -1,45 +1,111 @@
 """Item-by-item comparison of two batch runs (``gdvision compare RUN.jsonl BASELINE.jsonl``).
 
 Both files are run logs written by the batch engine (:mod:`gdvision.runs.engine`); items are paired by id (the newest
-line of an id wins). A metric's direction comes from its name: errors, residuals, depth error ratios and
-``seconds`` are better lower; inliers, matches, PSNR, delta/ success rates, coverage are better higher; other
-metrics are compared for change in either direction. An item regresses when a compared metric got worse by more
-than ``tolerance`` (absolute) and ``rel_tolerance`` (fraction of the baseline's value), or when it failed in the
-run but not in the baseline, or is missing from the run.
+line of an id wins). Every metric a command logs has a direction in :data:`METRIC_DIRECTIONS` (families such as
+``bad_2.0`` and ``delta_1`` by pattern): lower is better (errors, AbsRel, RMSE, EPE, bad-N, holes, seconds), higher
+is better (inliers, matches, keypoints, coverage, delta-N, PSNR, success), or neutral (edges' ``mean``, register's
+``iterations``, the attack's after-attack values, whose good direction depends on the mode): a neutral metric, like
+one no command logs, must not change by more than the tolerance in either direction.
+
+An item regresses when a compared metric got worse by more than ``tolerance`` (absolute) and ``rel_tolerance``
+(fraction of the baseline's value), when the baseline has a number for it and the run has none (null, NaN, or no
+such metric), when it failed in the run but not in the baseline, or when it is missing from the run. A comparison
+that compares nothing fails too: when items succeeded in both runs but no metric has a number in both.
+
+Example:
+    >>> direction("epe"), direction("delta_2"), direction("mean")
+    (-1, 1, 0)
 """
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gdvision._checks import check_number
 from gdvision.errors import UsageError
 from gdvision.runs.engine import read_records
 
-LOWER_IS_BETTER = ("error", "abs_rel", "sq_rel", "rmse", "bad", "seconds", "residual", "loss")
-HIGHER_IS_BETTER = ("inliers", "matches", "psnr", "delta", "success", "coverage", "known", "agreement", "keypoints")
+LOWER, HIGHER, NEUTRAL = -1, 1, 0
+
+METRIC_DIRECTIONS: dict[str, int] = {
+    # register
+    "corner_error_px": LOWER,
+    "iterations": NEUTRAL,
+    # match (and register's corner_error_px)
+    "inliers": HIGHER,
+    "matches": HIGHER,
+    "keypoints_a": HIGHER,
+    "keypoints_b": HIGHER,
+    # edges
+    "mean": NEUTRAL,
+    # depth: gdvision.depth.metrics, and the task's known_fraction
+    "abs_rel": LOWER,
+    "sq_rel": LOWER,
+    "rmse": LOWER,
+    "epe": LOWER,
+    "holes": LOWER,
+    "coverage": HIGHER,
+    "pixels": HIGHER,
+    "known_fraction": HIGHER,
+    # attack: the after-attack values are better low for `match` and high for `unmatch`, so neutral
+    "success": HIGHER,
+    "psnr_db_min": HIGHER,
+    "linf_255_max": LOWER,
+    "inliers_after": NEUTRAL,
+    "corner_error_after_px": NEUTRAL,
+    # every record
+    "seconds": LOWER,
+}
+"""Direction of every metric a command logs: -1 lower is better, +1 higher is better, 0 any change counts."""
+
+METRIC_FAMILIES: tuple[tuple[re.Pattern[str], int], ...] = (
+    (re.compile(r"bad_\d+(\.\d+)?"), LOWER),  # Middlebury bad-t: fraction of pixels off by more than t px
+    (re.compile(r"delta_\d+"), HIGHER),  # fraction of pixels within 1.25^k of the truth
+)
+
+
+def known_metric(metric: str) -> bool:
+    """Whether ``metric`` has a declared direction (in :data:`METRIC_DIRECTIONS` or a family of it)."""
+    return metric in METRIC_DIRECTIONS or any(p.fullmatch(metric) for p, _ in METRIC_FAMILIES)
 
 
 def direction(metric: str) -> int:
-    """+1 if higher is better, -1 if lower is better, 0 if unknown (any change counts)."""
-    m = metric.lower()
-    if any(k in m for k in LOWER_IS_BETTER):
-        return -1
-    if any(k in m for k in HIGHER_IS_BETTER):
-        return 1
-    return 0
+    """+1 if higher is better, -1 if lower is better, 0 if neutral or unknown (any change counts)."""
+    if metric in METRIC_DIRECTIONS:
+        return METRIC_DIRECTIONS[metric]
+    return next((d for p, d in METRIC_FAMILIES if p.fullmatch(metric)), NEUTRAL)
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a float when it is a number (not NaN), else None (null, missing, text)."""
+    if isinstance(value, (int, float)) and not (isinstance(value, float) and math.isnan(value)):
+        return float(value)
+    return None
 
 
 @dataclass
 class Comparison:
-    """What changed between a run and its baseline."""
+    """What changed between a run and its baseline.
+
+    ``problems``: reasons the comparison itself fails (nothing could be compared); ``failed`` is True when there
+    are regressions or problems.
+    """
 
     compared: int = 0
     regressions: list[dict[str, Any]] = field(default_factory=list)
     improvements: list[dict[str, Any]] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     new_items: list[str] = field(default_factory=list)
+    metrics: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.regressions or self.problems)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -48,9 +114,19 @@ class Comparison:
             "improved": len(self.improvements),
             "missing_in_run": self.missing,
             "new_in_run": self.new_items,
+            "metrics": self.metrics,
+            "problems": self.problems,
             "regressions": self.regressions,
             "improvements": self.improvements,
         }
+
+
+def _check_metric_names(names: list[str], records: list[dict[str, Any]]) -> None:
+    logged = {k for r in records for k in (r.get("metrics") or {})}
+    unknown = [n for n in names if n not in logged]
+    if unknown:
+        have = ", ".join(sorted(logged)) or "none"
+        raise UsageError(f"--metric {unknown[0]}: no item of either run logs it (metrics logged: {have})")
 
 
 def compare_runs(
@@ -62,7 +138,12 @@ def compare_runs(
 ) -> Comparison:
     """Compare the run log ``run`` with ``baseline`` item by item (see the module docstring).
 
-    ``metrics``: the metrics to compare (default: every numeric metric both records have, except ``seconds``).
+    ``metrics``: the metrics to compare (default: every metric the baseline has a number for, except ``seconds``);
+    a name that no record of either run logs is a usage error.
+
+    Raises:
+        UsageError: a log is missing, the baseline holds no records, a tolerance is negative or not finite, or a
+            ``metrics`` name is logged by neither run.
 
     Example:
         >>> compare_runs(Path("new/run.jsonl"), Path("base/run.jsonl"), tolerance=0.01).regressions  # doctest: +SKIP
@@ -71,14 +152,18 @@ def compare_runs(
     for p in (run, baseline):
         if not p.is_file():
             raise UsageError(f"file not found: '{p}'")
-    if tolerance < 0 or rel_tolerance < 0:
-        raise UsageError("--tolerance and --rel-tolerance must be >= 0")
+    check_number(tolerance, "--tolerance", low=0.0)
+    check_number(rel_tolerance, "--rel-tolerance", low=0.0)
     new, old = read_records([run]), read_records([baseline])
     if not old:
         raise UsageError(f"'{baseline}' holds no run records")
+    if metrics:
+        metrics = list(dict.fromkeys(metrics))
+        _check_metric_names(metrics, [*new.values(), *old.values()])
     out = Comparison()
     out.missing = sorted(set(old) - set(new))
     out.new_items = sorted(set(new) - set(old))
+    both_ok, shared, used = 0, 0, set()
     for iid in sorted(set(old) & set(new)):
         a, b = new[iid], old[iid]
         out.compared += 1
@@ -86,12 +171,22 @@ def compare_runs(
             if b.get("status") == "ok":
                 out.regressions.append({"id": iid, "metric": "status", "run": "failed", "error": a.get("error")})
             continue
+        if b.get("status") != "ok":
+            continue
+        both_ok += 1
         ma, mb = a.get("metrics") or {}, b.get("metrics") or {}
-        names = metrics or sorted(k for k in set(ma) & set(mb) if k != "seconds")
+        names = metrics or sorted(k for k in mb if k != "seconds")
         for name in names:
-            va, vb = ma.get(name), mb.get(name)
-            if not isinstance(va, (int, float)) or not isinstance(vb, (int, float)):
+            va, vb = _number(ma.get(name)), _number(mb.get(name))
+            if vb is None:  # nothing to compare against
                 continue
+            used.add(name)
+            if va is None:
+                out.regressions.append(
+                    {"id": iid, "metric": name, "run": "missing" if name not in ma else "null", "baseline": vb}
+                )
+                continue
+            shared += 1
             d = direction(name)
             worse = (vb - va) if d > 0 else (va - vb) if d < 0 else abs(va - vb)
             allowed = max(tolerance, rel_tolerance * abs(vb))
@@ -100,9 +195,13 @@ def compare_runs(
                 out.regressions.append(entry)
             elif d != 0 and -worse > allowed:
                 out.improvements.append(entry)
+    out.metrics = sorted(used)
+    if both_ok and not shared:
+        which = f"--metric {', '.join(metrics)}" if metrics else "metric"
+        out.problems.append(f"nothing compared: no {which} has a number in both runs for any item")
     for iid in out.missing:
         out.regressions.append({"id": iid, "metric": "status", "run": "missing"})
     return out
 
 
-__all__ = ["Comparison", "compare_runs", "direction"]
+__all__ = ["METRIC_DIRECTIONS", "METRIC_FAMILIES", "Comparison", "compare_runs", "direction", "known_metric"]
