@@ -1,7 +1,14 @@
-"""Shared test fixtures: paths to bundled sample data and small synthetic images."""
+"""Shared test fixtures: paths to bundled sample data, small synthetic images, and the devices to test on.
+
+A test that takes a ``device`` argument runs once per available device: ``cpu``, plus ``cuda`` when
+``torch.cuda.is_available()`` and ``mps`` when ``torch.backends.mps.is_available()`` (ids ``[cpu]``, ``[cuda]``,
+``[mps]``, so ``-k cuda`` selects the GPU runs). ``GDVISION_TEST_DEVICES=cuda`` (comma-separated) restricts the list.
+"""
 
 from __future__ import annotations
 
+import os
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -27,3 +34,30 @@ def natural_gray() -> np.ndarray:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@cache
+def available_devices() -> list[str]:
+    """The devices that ``device``-taking tests run on (see the module docstring)."""
+    import torch
+
+    found = ["cpu"]
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    wanted = os.environ.get("GDVISION_TEST_DEVICES")
+    if wanted:
+        names = [w.strip() for w in wanted.split(",") if w.strip()]
+        missing = [n for n in names if n not in found]
+        if missing:
+            raise pytest.UsageError(f"GDVISION_TEST_DEVICES names {missing}, not available here (found {found})")
+        found = names
+    return found
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Parametrise every test that takes ``device`` over the available devices (torch is imported only then)."""
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", available_devices())

@@ -127,20 +127,22 @@ def test_devices() -> None:
 
 
 @pytest.mark.parametrize("seed", range(5))
-def test_warp_matches_opencv(seed: int, natural_gray: np.ndarray) -> None:
+def test_warp_matches_opencv(seed: int, natural_gray: np.ndarray, device: str) -> None:
     rng = np.random.default_rng(seed)
     img = np.ascontiguousarray(natural_gray[100:220, 150:310])
     H = random_homography(rng, 160, 120)
+    x, h = torch.from_numpy(img)[None, None].to(device), torch.from_numpy(H).to(device)
     ref = cv2.warpPerspective(img, H, (150, 110), flags=cv2.INTER_LINEAR)
-    out, mask = warp_perspective(torch.from_numpy(img)[None, None], torch.from_numpy(H), (150, 110))
-    inside = mask[0, 0].numpy() > 0
+    out, mask = warp_perspective(x, h, (150, 110))
+    assert out.device.type == device
+    inside = mask[0, 0].cpu().numpy() > 0
     assert inside.mean() > 0.3
-    assert np.abs(out[0, 0].numpy() - ref)[inside].max() < 1e-3
+    assert np.abs(out[0, 0].cpu().numpy() - ref)[inside].max() < 1e-3
     # inverse_map: dst(x) = src(H x)
     ref_inv = cv2.warpPerspective(img, H, (150, 110), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP)
-    out_inv, mask_inv = warp_perspective(torch.from_numpy(img)[None, None], torch.from_numpy(H), (150, 110), True)
-    inside = mask_inv[0, 0].numpy() > 0
-    assert np.abs(out_inv[0, 0].numpy() - ref_inv)[inside].max() < 1e-3
+    out_inv, mask_inv = warp_perspective(x, h, (150, 110), True)
+    inside = mask_inv[0, 0].cpu().numpy() > 0
+    assert np.abs(out_inv[0, 0].cpu().numpy() - ref_inv)[inside].max() < 1e-3
 
 
 def test_coordinates_roundtrip() -> None:
@@ -155,22 +157,23 @@ def test_coordinates_roundtrip() -> None:
     assert float(mean_corner_error(H, torch.eye(3, dtype=torch.float64), 48, 64)) == pytest.approx(5**0.5)
 
 
-def test_sample_points_exact_at_pixels() -> None:
-    img = torch.rand(2, 3, 9, 11)
-    pts = torch.tensor([[[0.0, 0.0], [10.0, 8.0], [4.0, 5.0]]]).expand(2, -1, -1)
+def test_sample_points_exact_at_pixels(device: str) -> None:
+    img = torch.rand(2, 3, 9, 11, device=device)
+    pts = torch.tensor([[[0.0, 0.0], [10.0, 8.0], [4.0, 5.0]]], device=device).expand(2, -1, -1)
     s = sample_points(img, pts)
     assert torch.allclose(s[:, :, 2], img[:, :, 5, 4])
     assert torch.allclose(s[:, :, 1], img[:, :, 8, 10])
 
 
-def test_pyramid(natural_gray: np.ndarray) -> None:
+def test_pyramid(natural_gray: np.ndarray, device: str) -> None:
     img = np.ascontiguousarray(natural_gray[:101, :77])
-    ours = pyr_down(torch.from_numpy(img)[None, None])[0, 0].numpy()
+    ours = pyr_down(torch.from_numpy(img)[None, None].to(device))[0, 0].cpu().numpy()
     assert ours.shape == (51, 39)
     assert np.abs(ours - cv2.pyrDown(img)).max() < 1e-5
     assert num_levels(480, 640, 24) == 5
-    shapes = [p.shape[-2:] for p in gaussian_pyramid(torch.rand(1, 1, 480, 640), min_size=24)]
-    assert shapes[-1] == (30, 40) and len(shapes) == 5
+    levels = gaussian_pyramid(torch.rand(1, 1, 480, 640, device=device), min_size=24)
+    shapes = [p.shape[-2:] for p in levels]
+    assert shapes[-1] == (30, 40) and len(shapes) == 5 and all(p.device.type == device for p in levels)
 
 
 def test_gradients_are_correct() -> None:
@@ -194,16 +197,18 @@ def test_gradients_are_correct() -> None:
         assert torch.autograd.gradcheck(fn, (x,), eps=1e-6, atol=1e-4)
 
 
-def test_loss_values_on_known_cases() -> None:
-    a = torch.rand(2, 1, 32, 32)
+def test_loss_values_on_known_cases(device: str) -> None:
+    torch.manual_seed(0)
+    a = torch.rand(2, 1, 32, 32, device=device)
+    one = torch.ones(2, device=device)
     assert torch.allclose(ssim_map(a, a), torch.ones_like(a), atol=1e-4)
-    assert torch.allclose(ncc(a, 0.5 * a + 0.2), torch.ones(2), atol=1e-5)
-    assert torch.allclose(ncc(a, 1.0 - a), -torch.ones(2), atol=1e-5)
-    assert torch.allclose(gradient_loss(a, a + 0.3), torch.zeros(2), atol=1e-6)
+    assert torch.allclose(ncc(a, 0.5 * a + 0.2), one, atol=1e-5)
+    assert torch.allclose(ncc(a, 1.0 - a), -one, atol=1e-5)
+    assert torch.allclose(gradient_loss(a, a + 0.3), 0 * one, atol=1e-6)
     # MI of an image with a monotone remap of itself beats MI with unrelated noise
-    assert (mutual_information(a, a**2) > 3 * mutual_information(a, torch.rand(2, 1, 32, 32))).all()
-    flat = torch.ones(1, 1, 8, 8)
-    assert float(edge_aware_smoothness(flat, torch.rand(1, 3, 8, 8))) == 0.0
+    assert (mutual_information(a, a**2) > 3 * mutual_information(a, torch.rand_like(a))).all()
+    flat = torch.ones(1, 1, 8, 8, device=device)
+    assert float(edge_aware_smoothness(flat, torch.rand(1, 3, 8, 8, device=device))) == 0.0
 
 
 # ------------------------------------------------------------------------------------ optimisation
