@@ -193,3 +193,87 @@ def test_features_out_dir_keeps_going(pair, tmp_path):
     rep = json.loads(r.stdout)
     assert len(rep["results"]) == 2 and len(rep["failed"]) == 1
     assert (out_dir / "a.txt").exists() and (out_dir / "b.txt").exists()
+
+
+def test_match_never_replaces_ground_truth(pair, tmp_path):
+    """Defect 3: ``match a b --gt g.json --out g.json`` must not destroy the ground truth (exit 2, untouched)."""
+    a, b, gt, _ = pair
+    before = gt.read_bytes()
+    for flag in ("--out", "--out-matches", "--out-viz"):
+        for extra in ([], ["--overwrite"]):
+            r = runner.invoke(app, ["match", str(a), str(b), "--gt", str(gt), flag, str(gt), "--device", "cpu", *extra])
+            assert r.exit_code == 2, (flag, extra, r.output)
+            assert "would overwrite input" in r.output and str(gt) in r.output
+            assert gt.read_bytes() == before
+    # nor through a symlink to it
+    link = tmp_path / "link.json"
+    link.symlink_to(gt)
+    r = runner.invoke(app, ["match", str(a), str(b), "--gt", str(gt), "--out", str(link), "--device", "cpu"])
+    assert r.exit_code == 2 and gt.read_bytes() == before
+
+
+def test_match_existing_outputs_need_overwrite(pair, tmp_path):
+    """An existing output is refused (exit 2, naming the file and --overwrite) before any work; --overwrite replaces."""
+    a, b, gt, _ = pair
+    out, viz = tmp_path / "H.json", tmp_path / "viz.png"
+    out.write_text("old")
+    r = runner.invoke(app, ["match", str(a), str(b), "--out", str(out), "--out-viz", str(viz), "--device", "cpu"])
+    assert r.exit_code == 2 and str(out) in r.output and "--overwrite" in r.output
+    assert out.read_text() == "old" and not viz.exists()  # nothing written: the claim came first
+    r = runner.invoke(app, ["match", str(a), str(b), "--out", str(out), "--device", "cpu", "--overwrite", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert np.asarray(json.loads(out.read_text())["H"]).shape == (3, 3)
+    # two outputs on one file
+    r = runner.invoke(
+        app, ["match", str(a), str(b), "--out", str(viz), "--out-matches", str(viz), "--device", "cpu", "--overwrite"]
+    )
+    assert r.exit_code == 2 and "--out" in r.output and "--out-matches" in r.output and not viz.exists()
+
+
+def test_match_single_and_manifest_write_the_same_record(pair, tmp_path):
+    """Single-item ``--out`` and the manifest's ``<id>.json`` come from one record builder: same fields, same H."""
+    a, b, gt, H = pair
+    out = tmp_path / "single.json"
+    r = runner.invoke(app, ["match", str(a), str(b), "--gt", str(gt), "--out", str(out), "--device", "cpu", "-q"])
+    assert r.exit_code == 0, r.output
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"a,b,gt\n{a},{b},{gt}\n")
+    r = runner.invoke(
+        app, ["match", "--manifest", str(csv), "--out-dir", str(tmp_path / "res"), "--device", "cpu", "-q"]
+    )
+    assert r.exit_code == 0, r.output
+    single, batch = json.loads(out.read_text()), json.loads((tmp_path / "res" / "a__b.json").read_text())
+    assert set(single) == set(batch) and single["a"] == str(a) and batch["b"] == str(b)
+    for k in ("H", "matches", "inliers", "keypoints_a", "keypoints_b", "corner_error_px"):
+        assert single[k] == batch[k], k
+    assert single["corner_error_px"] < 1.0
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["match", "x.png", "y.png", "--matcher", "knn"],
+        ["match", "x.png", "y.png", "--ratio", "1.5"],
+        ["match", "x.png", "y.png", "--ransac-threshold", "nan"],
+        ["match", "x.png", "y.png", "--max-features", "-3"],
+        ["features", "x.png", "--out-dir", "d", "--detector", "harris"],
+        ["features", "x.png", "--out-dir", "d", "--format", "json"],
+    ],
+)
+def test_bad_option_values_fail_before_torch(args):
+    """Defect 13: a usage error on an option value answers (exit 2, naming the flag) without importing torch."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gdvision.cli.app import app\n"
+        "r = CliRunner().invoke(app, sys.argv[1:])\n"
+        "print(r.exit_code, 'torch' in sys.modules)\n"
+        "print(r.output)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120)
+    first, _, rest = out.stdout.partition("\n")
+    assert first == "2 False", out.stdout + out.stderr
+    assert args[-2] in rest, rest  # the flag is named
