@@ -319,14 +319,23 @@ def dumps_json(obj: Any, indent: int | None = None) -> str:
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
-    """Read a JSON file with one-line errors for missing or malformed files."""
+    """Read a UTF-8 JSON file (a leading byte-order mark is allowed) with one-line errors.
+
+    Raises:
+        UsageError: the file does not exist or is a folder.
+        InputError: it cannot be read, or is not valid JSON.
+    """
     p = Path(path)
     if not p.exists():
         raise UsageError(f"file not found: '{p}'")
+    if p.is_dir():
+        raise UsageError(f"expected a JSON file, got a folder: '{p}'")
     try:
-        return json.loads(p.read_text())
+        return json.loads(p.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise InputError(f"'{p}' is not valid JSON: {exc}") from None
+    except OSError as exc:
+        raise InputError(f"cannot read '{p}': {exc.strerror or exc}") from None
 
 
 def read_homography(path: str | os.PathLike[str]) -> np.ndarray:

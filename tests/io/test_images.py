@@ -1,7 +1,8 @@
-"""Image reading with awkward files: decompression bombs for the own 16-bit PNG decoder, multi-page TIFFs."""
+"""Reading awkward files: decompression bombs for the own 16-bit PNG decoder, multi-page TIFFs, JSON edge cases."""
 
 from __future__ import annotations
 
+import json
 import struct
 import tracemalloc
 import zlib
@@ -13,8 +14,8 @@ import pytest
 import tifffile
 from PIL import Image
 
-from gdvision.errors import InputError
-from gdvision.io.images import read_image, write_png
+from gdvision.errors import InputError, UsageError
+from gdvision.io.images import dumps_json, read_image, read_json, write_json, write_png
 
 MB = 1 << 20
 
@@ -144,3 +145,40 @@ def test_tiff_pages_of_different_sizes(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="pages of a multi-page TIFF must match") as info:
         read_image(tmp_path / "mixed.tif")
     assert "\n" not in str(info.value)
+
+
+# ------------------------------------------------------------------------------------------------ JSON
+
+
+def test_json_non_finite_values_become_null(tmp_path: Path) -> None:
+    import torch
+
+    obj = {
+        "f": float("inf"),
+        "np": np.float32("nan"),
+        "arr": np.array([1.0, np.nan, -np.inf]),
+        "t": torch.tensor([[0.5, float("nan")]]),
+        "scalar": torch.tensor(float("inf")),
+        1: (np.int64(3), np.bool_(True)),
+    }
+    expect = {"f": None, "np": None, "arr": [1.0, None, None], "t": [[0.5, None]], "scalar": None, "1": [3, True]}
+    assert json.loads(dumps_json(obj)) == expect
+    write_json(tmp_path / "o.json", obj)
+    assert read_json(tmp_path / "o.json") == expect
+
+
+def test_read_json_errors_are_one_line(tmp_path: Path) -> None:
+    (tmp_path / "bom.json").write_bytes(b"\xef\xbb\xbf" + json.dumps({"H": [1, 2]}).encode())
+    assert read_json(tmp_path / "bom.json") == {"H": [1, 2]}  # as Windows tools save it
+    (tmp_path / "utf8.json").write_bytes(json.dumps({"name": "café"}, ensure_ascii=False).encode())
+    assert read_json(tmp_path / "utf8.json") == {"name": "café"}
+    with pytest.raises(UsageError, match="not found"):
+        read_json(tmp_path / "nope.json")
+    with pytest.raises(UsageError, match="folder"):
+        read_json(tmp_path)
+    (tmp_path / "bad.json").write_text('{"H": [1, 2')
+    (tmp_path / "latin1.json").write_bytes(b'{"a": "\xff"}')
+    for name in ("bad.json", "latin1.json"):
+        with pytest.raises(InputError, match="not valid JSON") as info:
+            read_json(tmp_path / name)
+        assert "\n" not in str(info.value)
