@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from gdvision.errors import UsageError
 
 from .common import (
     DeviceOpt,
@@ -13,19 +18,42 @@ from .common import (
     ManifestOpt,
     MaxMetricOpt,
     MinMetricOpt,
-    OverwriteOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
     check_manifest_usage,
-    check_output,
-    check_positive,
     emit_json,
     handle_errors,
     progress_bar,
     run_manifest_command,
     say,
 )
+
+# DepthConfig field (and option) names -> the flags that set them
+_FLAGS = {
+    "min_depth": "--min-depth",
+    "max_depth": "--max-depth",
+    "alpha": "--alpha",
+    "smoothness": "--smoothness",
+    "iters": "--iters",
+    "finest_iters": "--finest-iters",
+    "levels": "--levels",
+    "init": "--init",
+    "sweep_planes": "--planes",
+    "gt_kind": "--gt-kind",
+}
+
+
+@contextlib.contextmanager
+def flag_names(flags: dict[str, str]) -> Iterator[None]:
+    """Re-raise a UsageError from a config with its field names replaced by the CLI's flags."""
+    try:
+        yield
+    except UsageError as exc:
+        msg = str(exc)
+        for field, flag in flags.items():
+            msg = re.sub(rf"(?<![\w-]){field}(?![\w-])", flag, msg)
+        raise UsageError(msg) from None
 
 
 @handle_errors
@@ -75,7 +103,9 @@ def depth(
     ] = "depth",
     manifest: ManifestOpt = None,
     resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing outputs in --out-dir (with --manifest: redo every item).")
+    ] = False,
     max_error: Annotated[
         float | None, typer.Option(help="With --manifest and gt: exit 1 if the median AbsRel exceeds this.")
     ] = None,
@@ -94,7 +124,8 @@ def depth(
 
     Writes to --out-dir: depth.npy (float32, NaN = unknown), depth.pfm, depth16.png (depth = value / scale,
     scale in summary.json, 0 = unknown), depth_preview.png (turbo-like, legend in depth units),
-    confidence.png, points.ply (coloured, world frame) and summary.json.
+    confidence.png, points.ply (coloured, world frame) and summary.json. Existing outputs are refused unless
+    --overwrite; inputs (views, cameras, --gt) are never replaced.
 
     Examples:
 
@@ -109,21 +140,8 @@ def depth(
     """
     del views_flag
     check_manifest_usage(manifest, out_dir, [views, cameras, gt])
-    from gdvision.errors import UsageError
-
-    for name, v in (("--min-depth", min_depth), ("--max-depth", max_depth)):
-        check_positive(name, v)
-    check_positive("--smoothness", smoothness, allow_zero=True)
-    check_positive("--iters", iters, allow_zero=True)
-    check_positive("--finest-iters", finest_iters, allow_zero=True)
-    check_positive("--planes", planes, allow_zero=True)
-    if not 0.0 <= alpha <= 1.0:
-        raise UsageError(f"--alpha must be in [0, 1], got {alpha}")
-    if max(iters, finest_iters) > 100000 or planes > 4096:
-        raise UsageError("--iters must be <= 100000 and --planes <= 4096")
-    if gt_kind not in ("depth", "disparity"):
-        raise UsageError(f"--gt-kind must be depth or disparity, got '{gt_kind}'")
-    from gdvision.depth.solver import DepthConfig
+    from gdvision._checks import check_choice
+    from gdvision.depth.config import DepthConfig
 
     cfg = DepthConfig(
         min_depth=min_depth,
@@ -136,26 +154,25 @@ def depth(
         init=init,
         sweep_planes=planes or None,
     )
+    with flag_names(_FLAGS):
+        cfg.validate()
+        check_choice(gt_kind, "gt_kind", ("depth", "disparity"))
     if manifest is not None:
         from gdvision.tasks.depth import DepthJob
 
         run_manifest_command(lambda d: DepthJob(cfg, gray, gt_kind, str(d), seed), locals())
         return
-    if not views or len(views) < 2:
-        raise typer.BadParameter("give the reference image and at least one source image", param_hint="VIEWS")
+    views = views or []
+    if len(views) < 2:
+        raise UsageError(
+            f"depth needs the reference image and at least one source image, got {len(views)} image(s): "
+            "gdvision depth REF SRC1 [SRC2 ...] --cameras CAMS --out-dir DIR"
+        )
     if cameras is None:
-        raise typer.BadParameter("--cameras is required", param_hint="--cameras")
+        raise UsageError("--cameras is required (a calibration JSON, a COLMAP text folder or a Middlebury calib.txt)")
     if out_dir is None:
-        raise typer.BadParameter("--out-dir is required", param_hint="--out-dir")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
-    from gdvision.tasks.depth import OUTPUT_FILES
-
-    inputs = [*views, cameras] + ([gt] if gt else [])
-    for name in OUTPUT_FILES:
-        check_output(out_dir / name, inputs)
-
-    from gdvision.tasks.depth import run_depth_job
+        raise UsageError("--out-dir is required")
+    from gdvision.tasks.depth import run_depth_files
 
     show = not (quiet or json_out)
     with progress_bar(show, "depth") as update:
@@ -168,8 +185,18 @@ def depth(
                 info=f"loss {p.loss:.4f}",
             )
 
-        summary = run_depth_job(
-            views, cameras, out_dir, cfg, gray, gt, gt_kind, device=device, seed=seed, progress=on_progress
+        summary = run_depth_files(
+            views,
+            cameras,
+            out_dir,
+            cfg,
+            overwrite=overwrite,
+            gray=gray,
+            gt=gt,
+            gt_kind=gt_kind,
+            device=device,
+            seed=seed,
+            progress=on_progress,
         )
     if json_out:
         emit_json(summary)

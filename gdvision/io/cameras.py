@@ -1,4 +1,4 @@
-"""Pinhole camera models and readers for calibrated views.
+"""Camera files: readers of calibrations for calibrated views (the camera math is in :mod:`gdvision.depth.cameras`).
 
 A :class:`Camera` holds intrinsics ``K`` (3x3, pixels, **pixel centres at integers**: ``(0, 0)`` is the centre
 of the top-left pixel, OpenCV's convention) and a world-to-camera pose ``world_to_cam`` (4x4,
@@ -35,10 +35,13 @@ from gdvision.errors import InputError, UsageError
 class Camera:
     """One camera. ``K`` (3, 3) float64 pixels; ``world_to_cam`` (4, 4) float64; optional image size.
 
+    Camera math (centres, projections, back-projection) is in :mod:`gdvision.depth.cameras`; this module only
+    reads files into these numbers.
+
     Example:
         >>> cam = Camera(np.array([[500.0, 0, 320], [0, 500, 240], [0, 0, 1]]), np.eye(4), 640, 480, "a.png")
-        >>> cam.center.tolist()
-        [0.0, 0.0, 0.0]
+        >>> float(cam.K[0, 2]), cam.key
+        (320.0, 'a.png')
     """
 
     K: np.ndarray
@@ -46,12 +49,6 @@ class Camera:
     width: int | None = None
     height: int | None = None
     key: str = ""
-
-    @property
-    def center(self) -> np.ndarray:
-        """Camera centre in world coordinates (3,)."""
-        R, t = self.world_to_cam[:3, :3], self.world_to_cam[:3, 3]
-        return -R.T @ t
 
 
 @dataclass
@@ -342,3 +339,6 @@ def cameras_for_views(cams: CameraSet, views: list[Path], sizes: list[tuple[int,
             )
         out.append(Camera(K, cam.world_to_cam.copy(), w, h, cam.key))
     return out
+
+
+__all__ = ["Camera", "CameraSet", "cameras_for_views", "read_cameras", "validate_camera"]

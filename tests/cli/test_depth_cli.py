@@ -117,10 +117,10 @@ def test_cli_rectified_pair_with_disparity_gt(sample_dir: Path, tmp_path: Path) 
     [
         (lambda d, a: a.__setitem__(3, str(d / "missing.png")), 2, "file not found"),
         (lambda d, a: a.__setitem__(6, str(d / "nope.json")), 2, "cameras not found"),
-        (lambda d, a: a.__setitem__(8, str(d / "ref.png")), 2, "not a folder"),
+        (lambda d, a: a.__setitem__(8, str(d / "ref.png")), 2, "is an input of the run"),
         (lambda d, a: a.extend(["--min-depth", "-1"]), 2, "--min-depth must be > 0"),
         (lambda d, a: a.extend(["--gt", str(d / "gt_depth.npy"), "--gt-kind", "disparity"]), 1, "rectified pair"),
-        (lambda d, a: a.extend(["--init", "magic"]), 2, "init must be"),
+        (lambda d, a: a.extend(["--init", "magic"]), 2, "unknown --init 'magic'"),
     ],
 )
 def test_cli_bad_input_one_line_errors(scene_dir: Path, tmp_path: Path, mutate, code: int, message: str) -> None:
@@ -173,3 +173,110 @@ def test_manifest_runs_items_with_per_item_options(scene_dir: Path, tmp_path: Pa
         assert np.load(out / r["id"] / "depth.npy").shape == (96, 128)
     res = runner.invoke(app, [*args, "--resume", "--max-error", "1e-6"])
     assert res.exit_code == 1 and json.loads(res.stdout)["already_done"] == 2
+
+
+def _one_error_line(res, code: int, pattern: str) -> None:
+    import re
+
+    assert res.exit_code == code, res.output
+    lines = [ln for ln in res.output.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.output
+    assert "internal error" not in res.output and re.search(pattern, lines[0]), res.output
+
+
+@pytest.mark.parametrize(
+    ("args", "pattern"),
+    [
+        (["ref.png", "-c", "cams.json"], r"at least one source image, got 1 image"),
+        (["ref.png", "right.png"], r"--cameras is required"),
+        ([], r"at least one source image, got 0 image"),
+        (["ref.png", "right.png", "-c", "cams.json", "--min-depth", "1e-30"], r"--min-depth must be between"),
+        (["ref.png", "right.png", "-c", "cams.json", "--min-depth", "nan"], r"--min-depth must be finite"),
+        (["ref.png", "right.png", "-c", "cams.json", "--max-depth", "inf"], r"--max-depth must be finite"),
+        (
+            ["ref.png", "right.png", "-c", "cams.json", "--min-depth", "5", "--max-depth", "2"],
+            r"--min-depth .* --max-depth",
+        ),
+        (["ref.png", "right.png", "-c", "cams.json", "--planes", "1"], r"--planes must be >= 2"),
+        (["ref.png", "right.png", "-c", "cams.json", "--iters", "-1"], r"--iters must be >= 0"),
+        (["ref.png", "right.png", "-c", "cams.json", "--gt-kind", "disp"], r"unknown --gt-kind 'disp'"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(scene_dir: Path, tmp_path: Path, args: list[str], pattern: str) -> None:
+    """Defect 10: one view or no --cameras printed 'internal error: BadParameter' and exited 1."""
+    full = ["depth", *[str(scene_dir / a) if a.endswith((".png", ".json")) else a for a in args], "-o", str(tmp_path)]
+    _one_error_line(runner.invoke(app, full), 2, pattern)
+    assert not (tmp_path / "depth.npy").exists()
+
+
+def test_usage_errors_come_before_importing_torch(scene_dir: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gdvision.cli.app import app\n"
+        f"d, o = {str(scene_dir)!r}, {str(tmp_path)!r}\n"
+        "for args in (['depth', d + '/ref.png', '-c', d + '/cams.json', '-o', o],\n"
+        "             ['depth', d + '/ref.png', d + '/right.png', '-o', o],\n"
+        "             ['depth', d + '/ref.png', d + '/right.png', '-c', d + '/cams.json', '-o', o, '--alpha', '2'],\n"
+        "             ['depth', d + '/ref.png', d + '/right.png', '-c', d + '/cams.json', '-o', o, '--init', 'x']):\n"
+        "    r = CliRunner().invoke(app, args)\n"
+        "    assert r.exit_code == 2, r.output\n"
+        "print('torch' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False"
+
+
+def test_existing_outputs_are_refused_unless_overwrite(scene_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "points.ply").write_bytes(b"keep me")
+    args = _args(scene_dir, out, "--iters", "1", "--finest-iters", "1", "--planes", "16")
+    _one_error_line(runner.invoke(app, args), 2, r"output '.*points.ply' exists: pass --overwrite")
+    assert (out / "points.ply").read_bytes() == b"keep me" and not (out / "depth.npy").exists()
+    res = runner.invoke(app, [*args, "--overwrite", "-q"])
+    assert res.exit_code == 0, res.output
+    assert (out / "points.ply").read_bytes().startswith(b"ply\n") and (out / "depth.npy").exists()
+
+
+def test_inputs_in_the_out_dir_are_never_replaced(scene_dir: Path, tmp_path: Path) -> None:
+    """A view named like an output (depth.npy) in --out-dir: refused even with --overwrite, the file unchanged."""
+    img = iio.imread(scene_dir / "ref.png").astype(np.float32) / 255
+    np.save(tmp_path / "depth.npy", img)
+    before = (tmp_path / "depth.npy").read_bytes()
+    cams = json.loads((scene_dir / "cams.json").read_text())
+    cams["depth.npy"] = cams["ref.png"]
+    (tmp_path / "cams.json").write_text(json.dumps(cams))
+    args = ["depth", str(tmp_path / "depth.npy"), str(scene_dir / "right.png"), "-c", str(tmp_path / "cams.json")]
+    _one_error_line(runner.invoke(app, [*args, "-o", str(tmp_path), "--overwrite"]), 2, "would overwrite input")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    _one_error_line(runner.invoke(app, [*args, "-o", str(link), "--overwrite"]), 2, "would overwrite input")
+    assert (tmp_path / "depth.npy").read_bytes() == before
+
+
+@pytest.mark.parametrize(
+    ("make_gt", "pattern"),
+    [
+        (lambda g: np.full_like(g, np.nan), r"gt.npy' has no known pixel"),
+        (lambda g: g[:50], r"gt.npy' has shape \(50, 128\), the reference image is \(96, 128\)"),
+    ],
+)
+def test_bad_ground_truth_fails_before_the_solve(scene_dir: Path, tmp_path: Path, make_gt, pattern: str) -> None:
+    np.save(tmp_path / "gt.npy", make_gt(np.load(scene_dir / "gt_depth.npy")))
+    out = tmp_path / "out"
+    res = runner.invoke(app, _args(scene_dir, out, "--gt", str(tmp_path / "gt.npy")))
+    _one_error_line(res, 1, pattern)
+    assert not out.exists() or not any(out.iterdir())  # nothing written: the error came before the solve
+
+
+def test_manifest_item_with_one_view_fails_with_its_reason(scene_dir: Path, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(f"id,views,cameras\nsolo,{scene_dir / 'ref.png'},{scene_dir / 'cams.json'}\n")
+    res = runner.invoke(app, ["depth", "--manifest", str(manifest), "-o", str(tmp_path / "o"), "--json"])
+    assert res.exit_code == 1, res.output
+    rep = json.loads(res.stdout.strip().splitlines()[-1])
+    assert rep["failed"] == 1 and "at least one source image" in rep["failures"][0]["error"]

@@ -10,8 +10,8 @@ import pytest
 import torch
 from synthetic import CAMS, F, H, K, W, look_at, render
 
+from gdvision.depth import DepthConfig, View, auto_depth_range, estimate_depth, rectified_pair
 from gdvision.depth.metrics import depth_metrics, depth_to_disparity, disparity_metrics
-from gdvision.depth.solver import DepthConfig, View, auto_depth_range, estimate_depth, rectified_pair
 from gdvision.depth.warp import relative_projection, reproject
 from gdvision.errors import InputError, UsageError
 
@@ -179,7 +179,7 @@ def test_real_middlebury_pair_quarter_size(sample_dir: Path) -> None:
 
 
 def test_fill_background_takes_the_farthest_good_neighbour() -> None:
-    from gdvision.depth.solver import fill_background
+    from gdvision.depth.fill import fill_background
 
     w = torch.tensor([[0.5, 0.5, 9.0, 0.2, 0.2], [0.5, 0.5, 9.0, 0.2, 0.2]])[None, None]
     good = w < 1.0

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import torch
 
+from gdvision.depth import DepthConfig, View
 from gdvision.depth.aggregate import sgm_aggregate
-from gdvision.depth.solver import (
-    DepthConfig,
-    View,
-    _build_levels,
-    _DepthProblem,
-    fill_rows_background,
-    fully_visible_mask,
-    occluded_mask,
-)
+from gdvision.depth.fill import fill_rows_background, fully_visible_mask, occluded_mask
+from gdvision.depth.problem import DepthProblem, build_levels
 
 
 def test_sgm_aggregation_removes_winner_take_all_noise() -> None:
@@ -51,15 +45,15 @@ def test_fill_rows_takes_the_farther_neighbour_and_keeps_empty_rows() -> None:
     assert out[2].tolist() == [9.0] * 5  # nothing good: unchanged
 
 
-def _rectified_problem(w: int = 40, h: int = 6, f: float = 50.0, base: float = 1.0) -> _DepthProblem:
+def _rectified_problem(w: int = 40, h: int = 6, f: float = 50.0, base: float = 1.0) -> DepthProblem:
     K = torch.tensor([[f, 0.0, (w - 1) / 2], [0.0, f, (h - 1) / 2], [0.0, 0.0, 1.0]], dtype=torch.float64)
     T = torch.eye(4, dtype=torch.float64)
     T[0, 3] = -base  # source to the right: reference x matches source x - f * base / Z
     img = torch.rand(1, 1, h, w)
     views = [View(img, K, torch.eye(4, dtype=torch.float64)), View(img, K, T)]
-    levels = _build_levels(views[0], views[1:], 1, torch.device("cpu"))
+    levels = build_levels(views[0], views[1:], 1, torch.device("cpu"))
     # disparities 1..12 px: w = d / (f * base)
-    return _DepthProblem(levels, 1.0 / (f * base), 12.0 / (f * base), DepthConfig())
+    return DepthProblem(levels, 1.0 / (f * base), 12.0 / (f * base), DepthConfig())
 
 
 def test_occluded_mask_finds_the_half_occlusion_left_of_a_near_object() -> None:

@@ -1,25 +1,20 @@
-"""Depth I/O: camera readers and validation, metrics, PFM/PNG16/preview/PLY writers."""
+"""Depth I/O: camera readers and validation, metrics, PFM/PNG16/PLY writers (pinned on the files' raw bytes)."""
 
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+from gdvision.depth.cameras import camera_center, world_points
 from gdvision.depth.metrics import depth_metrics, depth_to_disparity, disparity_metrics, disparity_to_depth
 from gdvision.errors import InputError, UsageError
 from gdvision.io.cameras import cameras_for_views, read_cameras
-from gdvision.io.depth_files import (
-    depth_preview,
-    depth_to_points,
-    read_pfm,
-    read_ply_header,
-    write_depth_png16,
-    write_pfm,
-    write_ply,
-)
+from gdvision.io.depth_files import read_pfm, read_ply_header, write_depth_png16, write_pfm, write_ply
 
 K = [[100.0, 0.0, 31.5], [0.0, 100.0, 23.5], [0.0, 0.0, 1.0]]
 
@@ -28,6 +23,10 @@ def _rot(axis: np.ndarray, ang: float) -> np.ndarray:
     a = axis / np.linalg.norm(axis)
     X = np.array([[0, -a[2], a[1]], [a[2], 0, -a[0]], [-a[1], a[0], 0]])
     return np.eye(3) + np.sin(ang) * X + (1 - np.cos(ang)) * X @ X
+
+
+def _center(cam) -> np.ndarray:
+    return camera_center(torch.from_numpy(cam.world_to_cam)).numpy()
 
 
 def test_gdvision_json_and_lookup(tmp_path: Path) -> None:
@@ -40,7 +39,7 @@ def test_gdvision_json_and_lookup(tmp_path: Path) -> None:
     cs = read_cameras(path)
     cams = cameras_for_views(cs, [Path("x/a.png"), Path("y/b.jpg")], [(48, 64), (48, 64)])
     np.testing.assert_allclose(cams[1].world_to_cam, T)
-    np.testing.assert_allclose(cams[1].center, [0.2, 0, 0])
+    np.testing.assert_allclose(_center(cams[1]), [0.2, 0, 0])
     with pytest.raises(InputError, match=r"cams.json.*no camera for view 'c.png'"):
         cameras_for_views(cs, [Path("c.png")], [(48, 64)])
     with pytest.raises(InputError, match="principal point"):
@@ -75,7 +74,7 @@ def test_json_size_mismatch(tmp_path: Path) -> None:
 def test_shared_calib_json_layout(sample_dir: Path) -> None:
     cs = read_cameras(sample_dir / "stereo_motorcycle" / "calib.json")
     assert set(cs.cameras) == {"left.png", "right.png"}
-    assert cs.cameras["right.png"].center[0] == pytest.approx(193.001)
+    assert _center(cs.cameras["right.png"])[0] == pytest.approx(193.001)
 
 
 def test_colmap_text_model(tmp_path: Path) -> None:
@@ -98,7 +97,7 @@ def test_colmap_text_model(tmp_path: Path) -> None:
     np.testing.assert_allclose(a.world_to_cam[:3, 3], t)
     np.testing.assert_allclose(a.K, [[100, 0, 31.5], [0, 101, 23.5], [0, 0, 1]])  # corner -> centre origin
     cams = cameras_for_views(cs, [Path("a.jpg"), Path("b.jpg")], [(48, 64), (48, 64)])
-    assert cams[1].center[0] == pytest.approx(0.3)
+    assert _center(cams[1])[0] == pytest.approx(0.3)
     with pytest.raises(InputError, match="camera .imgs/a.jpg.: fields .width./.height. are 64x48 but image"):
         cameras_for_views(cs, [Path("a.jpg")], [(96, 128)])
     (tmp_path / "cameras.txt").write_text("1 FISHEYE 64 48 1 2 3\n")
@@ -176,15 +175,37 @@ def test_png16_roundtrip(tmp_path: Path) -> None:
     np.testing.assert_allclose(q[1:] / 1000.0, d[1:], atol=0.5e-3)
 
 
-def test_preview_has_legend_and_colours() -> None:
-    d = np.tile(np.linspace(2.0, 5.0, 64), (40, 1))
-    d[:5, :5] = np.nan
-    img = depth_preview(d)
-    assert img.shape == (40 + 30, 64, 3)
-    assert (img[:5, :5] == 0).all()  # unknown = black
-    near, far = img[20, 0], img[20, -1]  # depth grows to the right
-    assert near[0] > near[2] and far[2] > far[0]  # near red, far blue
-    assert img[40 + 12 :, :, :].max() == 1.0  # legend text drawn
+def test_pfm_bytes_rows_bottom_to_top_little_endian(tmp_path: Path) -> None:
+    """The PFM file itself, not our reader: header, negative scale, float32 LE rows from the bottom row up."""
+    d = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, np.nan]], dtype=np.float32)  # 2 rows x 3 columns
+    write_pfm(tmp_path / "d.pfm", d)
+    data = (tmp_path / "d.pfm").read_bytes()
+    header = b"Pf\n3 2\n-1.0\n"  # width height, then scale < 0 = little-endian
+    assert data[: len(header)] == header
+    body = data[len(header) :]
+    assert len(body) == 6 * 4
+    values = struct.unpack("<6f", body)
+    assert values[:2] == (4.0, 5.0) and np.isnan(values[2])  # bottom row (4, 5, NaN) comes first
+    assert values[3:] == (1.0, 2.0, 3.0)
+    assert body[12:16] == struct.pack("<f", 1.0) == bytes.fromhex("0000803f")  # explicitly little-endian
+
+
+def test_ply_bytes_header_and_binary_records(tmp_path: Path) -> None:
+    """The PLY file itself: the exact header the writer promises, then 15-byte records (3 x float32 LE, 3 x uchar)."""
+    pts = np.array([[1.0, -2.0, 3.5], [0.25, 0.0, 1e3]])
+    col = np.array([[1.0, 0.0, 0.5], [0.2, 0.4, 1.2]])  # 0.5 -> 128, 1.2 clips to 255
+    write_ply(tmp_path / "p.ply", pts, col)
+    data = (tmp_path / "p.ply").read_bytes()
+    header = (
+        b"ply\nformat binary_little_endian 1.0\ncomment written by gdvision depth\nelement vertex 2\n"
+        b"property float x\nproperty float y\nproperty float z\n"
+        b"property uchar red\nproperty uchar green\nproperty uchar blue\nend_header\n"
+    )
+    assert data[: len(header)] == header
+    body = data[len(header) :]
+    assert len(body) == 2 * 15
+    assert struct.unpack("<fffBBB", body[:15]) == (1.0, -2.0, 3.5, 255, 0, 128)
+    assert struct.unpack("<fffBBB", body[15:]) == (0.25, 0.0, 1000.0, 51, 102, 255)
 
 
 def test_ply_points(tmp_path: Path) -> None:
@@ -192,8 +213,9 @@ def test_ply_points(tmp_path: Path) -> None:
     d[0, 0] = np.nan
     T = np.eye(4)
     T[0, 3] = -1.0  # camera at world x = +1
-    pts, col = depth_to_points(d, np.array(K), T, np.ones((4, 5, 3)) * 0.5)
-    assert pts.shape == (19, 3)
+    pts_t, idx = world_points(torch.from_numpy(d), torch.tensor(K), torch.from_numpy(T))
+    pts, col = pts_t.numpy(), np.full((19, 3), 0.5)
+    assert pts.shape == (19, 3) and idx[0] == 1 and idx[-1] == 19
     np.testing.assert_allclose(pts[:, 2], 2.0)
     Kinv = np.linalg.inv(np.array(K))
     np.testing.assert_allclose(pts[-1], Kinv @ [4, 3, 1] * 2.0 + [1, 0, 0])
