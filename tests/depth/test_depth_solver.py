@@ -77,9 +77,10 @@ def test_three_views_recover_depth(scene, solved) -> None:
     gt = scene["ref.png"][1]
     res = solved["three"]
     m3 = depth_metrics(res.depth.numpy(), gt)
-    assert m3["coverage"] > 0.99
-    assert m3["abs_rel"] < 0.05, m3
-    assert m3["delta_1"] > 0.95
+    # achieved (CPU, one thread): coverage 1.0, AbsRel 0.00491, delta_1 0.9951; bounds at ~1.5x the error
+    assert m3["coverage"] > 0.999
+    assert m3["abs_rel"] < 0.0075, m3
+    assert m3["delta_1"] > 0.99, m3
 
 
 def test_third_view_lowers_the_error(scene, solved) -> None:
