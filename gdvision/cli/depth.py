@@ -46,7 +46,14 @@ _FLAGS = {
 
 @contextlib.contextmanager
 def flag_names(flags: dict[str, str]) -> Iterator[None]:
-    """Re-raise a UsageError from a config with its field names replaced by the CLI's flags."""
+    """Re-raise a UsageError from a config with its field names replaced by the CLI's flags.
+
+    >>> with flag_names({"min_depth": "--min-depth"}):
+    ...     raise UsageError("min_depth must be > 0, got -1")
+    Traceback (most recent call last):
+    ...
+    gdvision.errors.UsageError: --min-depth must be > 0, got -1
+    """
     try:
         yield
     except UsageError as exc:

@@ -45,13 +45,23 @@ Claim = Callable[[Path], Path]
 
 
 def input_files(views: Sequence[Path], cameras: Path, gt: Path | None = None) -> list[Path]:
-    """Every input file of one depth item: the views, the camera file (or the files of a camera folder), gt."""
+    """Every input file of one depth item: the views, the camera file (or the files of a camera folder), gt.
+
+    >>> [p.name for p in input_files([Path("a.png"), Path("b.png")], Path("calib.txt"), Path("gt.pfm"))]
+    ['a.png', 'b.png', 'calib.txt', 'gt.pfm']
+    """
     cams = sorted(p for p in cameras.iterdir() if p.is_file()) if cameras.is_dir() else [cameras]
     return [*views, *cams, *([gt] if gt is not None else [])]
 
 
 def check_item_usage(views: Sequence[Path], cameras: Path | None, gt_kind: str) -> None:
-    """UsageError for an item that cannot be run: fewer than two views, no cameras, an unknown gt kind."""
+    """UsageError for an item that cannot be run: fewer than two views, no cameras, an unknown gt kind.
+
+    >>> check_item_usage([Path("a.png")], Path("c.json"), "depth")
+    Traceback (most recent call last):
+    ...
+    gdvision.errors.UsageError: depth needs the reference image and at least one source image ...)
+    """
     if len(views) < 2:
         raise UsageError("depth needs the reference image and at least one source image (VIEWS: REF SRC1 [SRC2 ...])")
     if cameras is None:
