@@ -77,6 +77,24 @@ def test_png16_truncated_data(tmp_path: Path) -> None:
         read_image(path)
 
 
+@pytest.mark.parametrize("ctype, channels", [(2, 3), (6, 4), (4, 2)])
+@pytest.mark.parametrize("filters", [(0, 1, 2), (3,), (4,), (0, 1, 2, 3, 4)])
+def test_png16_every_row_filter_decodes_as_opencv_does(ctype: int, channels: int, filters: tuple[int, ...]) -> None:
+    """Rows of random filtered bytes with random filter types (any bytes are a valid PNG), against OpenCV."""
+    import cv2
+
+    from gdvision.io.png16 import decode_png16
+
+    rng = np.random.default_rng(ctype * 10 + len(filters))
+    for w, h in ((37, 23), (1, 5), (6, 1)):
+        rows = rng.integers(0, 256, (h, 1 + w * 2 * channels), dtype=np.uint8)
+        rows[:, 0] = rng.choice(filters, h)
+        data = _png(w, h, zlib.compress(rows.tobytes()), ctype=ctype)
+        ref = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED).reshape(h, w, -1)
+        ref = ref[..., [0, 3]] if channels == 2 else ref[..., [2, 1, 0, 3][:channels]]  # OpenCV gives BGR(A)
+        np.testing.assert_array_equal(decode_png16(data), ref)
+
+
 def test_one_pixel_limit_for_8_and_16_bit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The own 16-bit decoder and Pillow's 8-bit path refuse the same sizes (twice PIL's MAX_IMAGE_PIXELS)."""
     rng = np.random.default_rng(0)
