@@ -24,6 +24,9 @@ from .common import (
     say,
 )
 
+# How the command line shows the fields of EdgeConfig in its error messages.
+_FLAGS = {f: f"--{f}" for f in ("op", "what", "ksize", "border", "norm", "low", "high", "sigma")}
+
 
 @handle_errors
 def edges(
@@ -62,7 +65,14 @@ def edges(
     ] = "png",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Images of one size computed together.")] = 16,
     workers: Annotated[int, typer.Option("--workers", help="Threads decoding and encoding files.")] = 2,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Recompute outputs that already exist.")] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Replace outputs that already exist (without it, an existing output is an error, exit 2). "
+            "With --manifest: redo every item (old logs are set aside).",
+        ),
+    ] = False,
     manifest: ManifestOpt = None,
     resume: ResumeOpt = False,
     min_metric: MinMetricOpt = None,
@@ -82,7 +92,9 @@ def edges(
 
     Images are grouped by size and computed in batches on --device while threads decode and write files.
 
-    Output names mirror the input names under --out-dir; existing outputs are kept unless --overwrite.
+    Output names mirror the input names under --out-dir (extension .png or .npy). Every output is checked before
+    any work: an output that exists (without --overwrite), that would replace an input or that two inputs would
+    share stops the run with exit 2, and nothing is written.
 
     A file that cannot be read is reported and skipped, and the exit code is then 1.
 
@@ -94,19 +106,19 @@ def edges(
 
         gdvision edges --manifest files.csv -o edges/ --resume   (column: image; a run.jsonl log, resumable)
     """
-    from gdvision.device import resolve_device
     from gdvision.errors import UsageError
-    from gdvision.filters.edges import FORMATS, EdgeConfig, output_paths, run_edges
-    from gdvision.io.images import list_images
+    from gdvision.filters.config import EdgeConfig
+    from gdvision.tasks.edges import check_format
 
-    cfg = EdgeConfig(op=op, what=what, ksize=3 if op == "scharr" else ksize, border=border, norm=norm)
-    cfg.low, cfg.high, cfg.sigma = low, high, sigma
-    cfg.validate()
+    cfg = EdgeConfig(op, what, 3 if op == "scharr" else ksize, border, norm, low, high, sigma)
+    cfg.validate(names=_FLAGS)
+    check_format(fmt, "--format")
     check_manifest_usage(manifest, out_dir, [inputs])
-    if fmt not in FORMATS:
-        raise UsageError(f"--format must be one of {', '.join(FORMATS)}, got '{fmt}'")
     check_positive("--workers", workers)
     check_positive("--threads", threads, allow_zero=True)
+    check_positive("--batch-size", batch_size)
+    if manifest is None and not inputs:
+        raise UsageError("give image files, folders or globs, or --manifest FILE")
     if threads:
         import torch
 
@@ -116,24 +128,22 @@ def edges(
 
         run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), locals())
         return
-    if not inputs:
-        raise UsageError("give image files, folders or globs, or --manifest FILE")
-    dev = resolve_device(device)
-    paths = list_images(inputs)
+    from gdvision.device import resolve_device
+    from gdvision.io.images import list_images
+    from gdvision.tasks.edges import plan_edges, run_edges
+
+    paths = list_images(inputs or [])
     if not paths:
-        raise UsageError(f"no images found in {', '.join(inputs)}")
-    check_positive("--batch-size", batch_size)
-    output_paths(paths, out_dir, fmt)  # name clashes / overwriting an input: fail before any work
+        raise UsageError(f"no images found in {', '.join(inputs or [])}")
+    plan = plan_edges(paths, out_dir, fmt, overwrite)  # every output claimed before any work
+    dev = resolve_device(device)
     with progress_bar(not quiet and not json_out, "edges") as update:
         summary = run_edges(
-            paths,
-            out_dir,
+            plan,
             cfg,
             dev,
-            fmt=fmt,
             batch_size=batch_size,
             workers=workers,
-            overwrite=overwrite,
             progress=lambda done, total, info: update(completed=done, total=total, info=info),
         )
     for path, err in summary.failures:
@@ -143,7 +153,7 @@ def edges(
     else:
         say(
             quiet,
-            f"{summary.written} written, {summary.skipped} skipped (exist), {len(summary.failures)} failed "
+            f"{summary.written} written, {len(summary.failures)} failed "
             f"in {summary.seconds:.2f} s ({summary.files_per_s:.1f} files/s) -> {out_dir}",
         )
     if summary.failures:

@@ -1,1 +1,65 @@
-"""Separable filters equal to OpenCV's (Gaussian, Sobel, Scharr, Laplacian), Canny and edge maps."""
+"""Separable filters equal to OpenCV's (Gaussian, Sobel, Scharr, Laplacian), Canny and edge maps: the public API.
+
+Modules: :mod:`~gdvision.filters.config` (choices and :class:`EdgeConfig`, no torch),
+:mod:`~gdvision.filters.kernels` (1-D taps), :mod:`~gdvision.filters.blocks` (borders and the CPU block loop),
+:mod:`~gdvision.filters.passes` (the 1-D passes in OpenCV's order of additions),
+:mod:`~gdvision.filters.separable` (the filters), :mod:`~gdvision.filters.canny`, :mod:`~gdvision.filters.edges`.
+
+The names below are imported on first use, so that ``from gdvision.filters import EdgeConfig`` does not import
+torch (a command line checks its options before paying for it).
+
+Example:
+    >>> from gdvision.filters import sobel
+    >>> import torch
+    >>> sobel(torch.arange(8.0).expand(1, 1, 8, 8))[0][0, 0, 3, 3].item()
+    8.0
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_HOMES = {
+    "BORDERS": "config",
+    "GRADIENT_OPS": "config",
+    "NORMS": "config",
+    "OPS": "config",
+    "WHATS": "config",
+    "EdgeConfig": "config",
+    "deriv_kernel1d": "kernels",
+    "gaussian_kernel1d": "kernels",
+    "pad": "blocks",
+    "central_gradient": "separable",
+    "derivative": "separable",
+    "gaussian_blur": "separable",
+    "gradient": "separable",
+    "gradient_magnitude": "separable",
+    "laplacian": "separable",
+    "magnitude": "separable",
+    "orientation": "separable",
+    "scharr": "separable",
+    "separable_filter": "separable",
+    "sobel": "separable",
+    "canny": "canny",
+    "canny_candidates": "canny",
+    "hysteresis": "canny",
+    "edge_map": "edges",
+    "to_unit_range": "edges",
+    "unit_step_response": "edges",
+}
+
+__all__ = sorted(_HOMES)
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module 'gdvision.filters' has no attribute '{name}'")
+    value = getattr(importlib.import_module(f"gdvision.filters.{home}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -15,6 +15,9 @@ Pipeline (Canny 1986, as implemented by ``cv2.Canny``):
 Steps 1-4 are differentiable (see :func:`gdvision.filters.separable.gradient_magnitude`); 5-6 are not.
 On the CPU the hysteresis uses ``scipy.ndimage.label`` on the whole batch at once; elsewhere it propagates
 seeds by repeated 3x3 max-pooling until nothing changes.
+
+A tensor that is not (B, C, H, W) raises :class:`~gdvision.errors.InputError`; an aperture other than 3, 5, 7 or
+a non-finite threshold raises :class:`~gdvision.errors.UsageError`.
 """
 
 from __future__ import annotations
@@ -23,6 +26,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gdvision._checks import check_number
+from gdvision.errors import UsageError
+from gdvision.filters.blocks import check_batch
+from gdvision.filters.config import KSIZES
 from gdvision.filters.separable import gaussian_blur, gradient
 
 # OpenCV's tan(22.5 deg) in 15-bit fixed point.
@@ -50,10 +57,11 @@ def canny_candidates(
         >>> bool((strong & ~weak).any())
         False
     """
-    if x.dim() != 4:
-        raise ValueError(f"expected a (B, C, H, W) tensor, got shape {tuple(x.shape)}")
-    if ksize not in (3, 5, 7):
-        raise ValueError(f"Canny aperture must be 3, 5 or 7, got {ksize}")
+    check_batch(x)
+    if ksize not in KSIZES["canny"]:
+        raise UsageError(f"Canny aperture must be 3, 5 or 7, got {ksize}")
+    check_number(float(low), "low")
+    check_number(float(high), "high")
     if low > high:
         low, high = high, low
     v = x.double() * value_range
@@ -165,3 +173,6 @@ def canny(
     with torch.no_grad():
         weak, strong = canny_candidates(x, low, high, ksize, l2, sigma, value_range, quantize)
         return hysteresis(weak, strong).to(x.dtype if x.is_floating_point() else torch.float32)
+
+
+__all__ = ["canny", "canny_candidates", "hysteresis"]

@@ -1,8 +1,11 @@
-"""``gdvision edges``: batch engine and CLI (outputs, skipping, corrupt files, exit codes, JSON)."""
+"""``gdvision edges``: folder mode and CLI (outputs, the output policy, corrupt files, exit codes, JSON)."""
 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import imageio.v3 as iio
@@ -13,7 +16,8 @@ from typer.testing import CliRunner
 
 from gdvision.cli.app import app
 from gdvision.errors import UsageError
-from gdvision.filters.edges import EdgeConfig, edge_map, output_paths, run_edges, to_unit_range
+from gdvision.filters.edges import EdgeConfig, edge_map, to_unit_range
+from gdvision.tasks.edges import output_paths, plan_edges, run_edges
 
 runner = CliRunner()
 
@@ -55,20 +59,118 @@ def test_cli_writes_mirrored_outputs_and_reports_corrupt_file(folder: Path, tmp_
     assert iio.imread(out / "d.png").shape == (64, 80, 3)
 
 
-def test_skip_existing_unless_overwrite(folder: Path, tmp_path: Path):
+def _snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_existing_output_is_refused_unless_overwrite(folder: Path, tmp_path: Path):
+    """One rule for every command: an existing output stops the run (exit 2, naming file and flag) before any work."""
     out = tmp_path / "out"
     (folder / "broken.png").unlink()
     first = runner.invoke(app, ["edges", str(folder), "-o", str(out), "--quiet"])
     assert first.exit_code == 0, first.output
-    marker = b"keep me"
-    (out / "a.png").write_bytes(marker)
+    for name in ("a.png", "b.png", "d.png"):
+        (out / name).unlink()
+    (out / "c.png").write_bytes(b"keep me")
+    before = _snapshot(out)
     again = runner.invoke(app, ["edges", str(folder), "-o", str(out), "--json"])
-    assert again.exit_code == 0
-    assert json.loads(again.stdout)["skipped"] == 4
-    assert (out / "a.png").read_bytes() == marker
-    forced = runner.invoke(app, ["edges", str(folder / "a.png"), "-o", str(out), "--overwrite", "--quiet"])
-    assert forced.exit_code == 0
-    assert (out / "a.png").read_bytes() != marker
+    assert again.exit_code == 2, again.output
+    assert "c.png" in again.stderr and "--overwrite" in again.stderr
+    assert _snapshot(out) == before  # nothing written, not even a.png before c.png
+    forced = runner.invoke(app, ["edges", str(folder), "-o", str(out), "--overwrite", "--json"])
+    assert forced.exit_code == 0, forced.output
+    assert json.loads(forced.stdout)["written"] == 4
+    assert (out / "a.png").exists() and (out / "c.png").read_bytes() != b"keep me"
+
+
+def test_out_dir_linked_to_the_inputs_never_replaces_them(folder: Path, tmp_path: Path):
+    """Defect 2 (folder mode): --out-dir naming the inputs' folder through a symlink, with --overwrite."""
+    (folder / "broken.png").unlink()
+    link = tmp_path / "link"
+    link.symlink_to(folder, target_is_directory=True)
+    before = _snapshot(folder)
+    for out in (folder, link):
+        res = runner.invoke(app, ["edges", str(folder), "-o", str(out), "--overwrite"])
+        assert res.exit_code == 2, res.output
+        assert "a.png" in res.stderr and "input" in res.stderr
+        assert _snapshot(folder) == before
+
+
+def test_input_linked_into_the_out_dir_is_not_replaced(folder: Path, tmp_path: Path):
+    """An input that is a symlink to a file in --out-dir: its real file is an input too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").write_bytes((folder / "a.png").read_bytes())
+    links = tmp_path / "links"
+    links.mkdir()
+    (links / "a.png").symlink_to(out / "a.png")
+    before = _snapshot(out)
+    res = runner.invoke(app, ["edges", str(links), "-o", str(out), "--overwrite"])
+    assert res.exit_code == 2, res.output
+    assert "would overwrite input" in res.stderr
+    assert _snapshot(out) == before
+
+
+def test_outputs_of_two_inputs_clash_before_any_work(folder: Path, tmp_path: Path):
+    """a.png and a.jpg would both become a.png: exit 2 naming both, nothing written."""
+    iio.imwrite(folder / "a.jpg", iio.imread(folder / "a.png"))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["edges", str(folder), "-o", str(out)])
+    assert res.exit_code == 2, res.output
+    assert "a.jpg" in res.stderr and "a.png" in res.stderr
+    assert not out.exists()
+
+
+def test_folder_and_manifest_modes_write_the_same_bytes(folder: Path, tmp_path: Path):
+    """Both modes go through one compute-and-write path."""
+    (folder / "broken.png").unlink()
+    (tmp_path / "m.csv").write_text("image\n" + "".join(f"{folder / n}\n" for n in ("a.png", "d.png")))
+    for fmt in ("png", "npy"):
+        common = ["--op", "scharr", "--what", "dy", "--format", fmt, "-q"]
+        res = runner.invoke(app, ["edges", str(folder), "-o", str(tmp_path / f"f_{fmt}"), *common])
+        assert res.exit_code == 0, res.output
+        res = runner.invoke(app, ["edges", "--manifest", str(tmp_path / "m.csv"), "-o", str(tmp_path / fmt), *common])
+        assert res.exit_code == 0, res.output
+        for n in ("a", "d"):
+            name = f"{n}.{fmt}"
+            assert (tmp_path / fmt / name).read_bytes() == (tmp_path / f"f_{fmt}" / name).read_bytes()
+
+
+_NO_TORCH = """
+import sys
+from typer.testing import CliRunner
+from gdvision.cli.app import app
+for args in {cases!r}:
+    res = CliRunner().invoke(app, ["edges", *args])
+    assert res.exit_code == 2, (args, res.output)
+    print(res.stderr.strip())
+print("torch imported:", "torch" in sys.modules)
+"""
+
+
+def test_usage_errors_on_option_values_come_before_importing_torch(folder: Path, tmp_path: Path):
+    out = str(tmp_path / "o")
+    cases = [
+        [str(folder), "-o", out, "--op", "prewitt"],
+        [str(folder), "-o", out, "--ksize", "4"],
+        [str(folder), "-o", out, "--border", "wrap"],
+        [str(folder), "-o", out, "--format", "jpg"],
+        [str(folder), "-o", out, "--what", "angle"],
+        [str(folder), "-o", out, "--op", "canny", "--sigma", "0"],
+        ["--manifest", str(folder / "m.csv"), "-o", out, "--op", "canny", "--ksize", "1"],
+    ]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    res = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH.format(cases=cases)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[-1] == "torch imported: False"
+    # the messages name the flags, not the config's fields
+    assert lines[0] == "error: unknown --op 'prewitt': use one of sobel, scharr, laplacian, canny"
+    assert lines[1] == "error: --ksize for sobel must be one of 1, 3, 5, 7, got 4"
+    assert lines[3] == "error: unknown --format 'jpg': use one of png, png16, npy"
+    assert lines[5].startswith("error: --sigma must be > 0")
 
 
 @pytest.mark.parametrize(
@@ -113,6 +215,7 @@ def test_usage_errors(folder: Path, tmp_path: Path):
         ["edges", str(folder), "-o", out, "--device", "tpu"],
         ["edges", str(tmp_path / "nothing*.png"), "-o", out],
         ["edges", str(folder), "-o", str(folder)],  # would overwrite the inputs
+        ["edges", str(folder), "-o", str(folder / "a.png")],  # the out-dir is an input file
     ]
     for args in cases:
         res = runner.invoke(app, args)
@@ -139,11 +242,9 @@ def test_run_edges_groups_by_size(folder: Path, tmp_path: Path):
     (folder / "broken.png").unlink()
     seen: list[int] = []
     summary = run_edges(
-        sorted(folder.iterdir()),
-        tmp_path / "o",
+        plan_edges(sorted(folder.iterdir()), tmp_path / "o", "png16"),
         EdgeConfig(op="sobel", what="dy"),
         torch.device("cpu"),
-        fmt="png16",
         batch_size=8,
         progress=lambda done, total, info: seen.append(done),
     )

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from gdvision.errors import InputError, UsageError
+from gdvision.filters import blocks
 from gdvision.filters import separable as f
 
 cv2 = pytest.importorskip("cv2")
@@ -27,6 +29,12 @@ def _np(x: torch.Tensor) -> np.ndarray:
     return x[0].permute(1, 2, 0).numpy().squeeze(-1) if x.shape[1] == 1 else x[0].permute(1, 2, 0).numpy()
 
 
+def _exact(ours: np.ndarray, ref: np.ndarray, what: str = "") -> None:
+    """Bit-for-bit equal to OpenCV's float32 result (what the module promises for these filters)."""
+    ref = ref.reshape(ours.shape)
+    assert np.array_equal(ours, ref), f"{what}: max |diff| {np.abs(ours - ref).max()}"
+
+
 @pytest.fixture(scope="module")
 def float_img() -> np.ndarray:
     """Random float32 values in [0, 255], width a multiple of 8 (OpenCV's SIMD width: no scalar tail)."""
@@ -46,8 +54,8 @@ def test_sobel_matches_opencv_on_8bit_rgb(rgb8, border, ksize):
     gx, gy = f.sobel(_t(rgb8), border, ksize)
     ref_x = cv2.Sobel(rgb8, cv2.CV_32F, 1, 0, ksize=ksize, borderType=CV_BORDER[border])
     ref_y = cv2.Sobel(rgb8, cv2.CV_32F, 0, 1, ksize=ksize, borderType=CV_BORDER[border])
-    assert np.abs(_np(gx) - ref_x).max() <= 1e-4
-    assert np.abs(_np(gy) - ref_y).max() <= 1e-4
+    _exact(_np(gx), ref_x, "dx")
+    _exact(_np(gy), ref_y, "dy")
 
 
 @pytest.mark.parametrize("border", list(CV_BORDER))
@@ -55,14 +63,14 @@ def test_float32_parity_sobel_scharr_laplacian(float_img, border):
     x, bt = _t(float_img), CV_BORDER[border]
     for ksize in (3, 5):
         gx, gy = f.sobel(x, border, ksize)
-        assert np.abs(_np(gx) - cv2.Sobel(float_img, cv2.CV_32F, 1, 0, ksize=ksize, borderType=bt)).max() <= 1e-4
-        assert np.abs(_np(gy) - cv2.Sobel(float_img, cv2.CV_32F, 0, 1, ksize=ksize, borderType=bt)).max() <= 1e-4
+        _exact(_np(gx), cv2.Sobel(float_img, cv2.CV_32F, 1, 0, ksize=ksize, borderType=bt), f"sobel{ksize} dx")
+        _exact(_np(gy), cv2.Sobel(float_img, cv2.CV_32F, 0, 1, ksize=ksize, borderType=bt), f"sobel{ksize} dy")
     sx, sy = f.scharr(x, border)
-    assert np.abs(_np(sx) - cv2.Scharr(float_img, cv2.CV_32F, 1, 0, borderType=bt)).max() <= 1e-4
-    assert np.abs(_np(sy) - cv2.Scharr(float_img, cv2.CV_32F, 0, 1, borderType=bt)).max() <= 1e-4
+    _exact(_np(sx), cv2.Scharr(float_img, cv2.CV_32F, 1, 0, borderType=bt), "scharr dx")
+    _exact(_np(sy), cv2.Scharr(float_img, cv2.CV_32F, 0, 1, borderType=bt), "scharr dy")
     for ksize in (1, 3):
         lap = f.laplacian(x, ksize, border)
-        assert np.abs(_np(lap) - cv2.Laplacian(float_img, cv2.CV_32F, ksize=ksize, borderType=bt)).max() <= 1e-4
+        _exact(_np(lap), cv2.Laplacian(float_img, cv2.CV_32F, ksize=ksize, borderType=bt), f"laplacian{ksize}")
 
 
 @pytest.mark.parametrize(("width", "channels"), [(37, 1), (45, 3), (29, 4), (13, 5), (61, 3)])
@@ -78,12 +86,11 @@ def test_float32_parity_with_opencv_scalar_tail(width, channels):
     ours = {"sobel3": f.sobel(x), "sobel5": f.sobel(x, ksize=5), "scharr": f.scharr(x)}
     for name, (rx, ry) in refs.items():
         gx, gy = ours[name]
-        assert np.abs(_np(gx) - rx.reshape(_np(gx).shape)).max() <= 1e-4, name
-        assert np.abs(_np(gy) - ry.reshape(_np(gy).shape)).max() <= 1e-4, name
+        _exact(_np(gx), rx, f"{name} dx")
+        _exact(_np(gy), ry, f"{name} dy")
     for ksize in (1, 3):
         ref = cv2.Laplacian(img, cv2.CV_32F, ksize=ksize)
-        lap = _np(f.laplacian(x, ksize))
-        assert np.abs(lap - ref.reshape(lap.shape)).max() <= 1e-4
+        _exact(_np(f.laplacian(x, ksize)), ref, f"laplacian{ksize}")
 
 
 def test_float32_tail_parity_in_the_blocked_path():
@@ -94,8 +101,8 @@ def test_float32_tail_parity_in_the_blocked_path():
     mag = f.gradient_magnitude(x)
     for i in (0, 17, 39):
         rx, ry = cv2.Sobel(imgs[i], cv2.CV_32F, 1, 0), cv2.Sobel(imgs[i], cv2.CV_32F, 0, 1)
-        assert np.abs(gx[i].permute(1, 2, 0).numpy() - rx).max() <= 1e-4
-        assert np.abs(gy[i].permute(1, 2, 0).numpy() - ry).max() <= 1e-4
+        _exact(gx[i].permute(1, 2, 0).numpy(), rx, f"image {i} dx")
+        _exact(gy[i].permute(1, 2, 0).numpy(), ry, f"image {i} dy")
         assert np.abs(mag[i].permute(1, 2, 0).numpy() - cv2.magnitude(rx, ry)).max() <= 1e-3
 
 
@@ -167,7 +174,7 @@ def test_blocked_cpu_path_equals_whole_tensor(monkeypatch, border):
         f.gaussian_blur(x, 1.2, border=border),
     ]
     for elems in (1200, 100):  # several images per block; row bands inside one image
-        monkeypatch.setattr(f, "_BLOCK_ELEMS", elems)
+        monkeypatch.setattr(blocks, "_BLOCK_ELEMS", elems)
         blocked = [
             f.gradient_magnitude(x, "scharr", border=border),
             f.laplacian(x, 3, border),
@@ -199,18 +206,31 @@ def test_ramp_and_constant_images():
     assert torch.allclose(f.gaussian_blur(torch.full((1, 1, 9, 9), 0.3), 2.0), torch.full((1, 1, 9, 9), 0.3))
 
 
-def test_bad_arguments():
+def test_bad_arguments_raise_the_project_errors():
+    """Bad parameters are UsageError (exit 2), unusable tensors InputError (exit 1): never a bare ValueError."""
     x = torch.rand(1, 1, 8, 8)
-    with pytest.raises(ValueError):
-        f.sobel(x, ksize=4)
-    with pytest.raises(ValueError):
+    usage = [
+        lambda: f.sobel(x, ksize=4),
+        lambda: f.sobel(x, border="wrap"),
+        lambda: f.laplacian(x, 2),
+        lambda: f.gradient_magnitude(x, norm="l3"),
+        lambda: f.gradient(x, "prewitt"),
+        lambda: f.magnitude(x, x, "l3"),
+        lambda: f.derivative(x, 0, 0),
+        lambda: f.deriv_kernel1d(2, -1),
+        lambda: f.separable_filter(x, [1.0, 1.0], [1.0]),
+        lambda: f.gaussian_blur(x, 0.0),
+        lambda: f.gaussian_kernel1d(1.0, 4),
+        lambda: f.pad(x, 1, 1, 1, 1, "wrap"),
+    ]
+    for fn in usage:
+        with pytest.raises(UsageError):
+            fn()
+    with pytest.raises(UsageError, match="unknown border 'wrap'"):
         f.sobel(x, border="wrap")
-    with pytest.raises(ValueError):
-        f.laplacian(x, 2)
-    with pytest.raises(ValueError):
-        f.sobel(torch.rand(1, 1, 3, 3), "valid", 5)
-    with pytest.raises(ValueError):
-        f.gradient_magnitude(x, norm="l3")
+    for fn in (lambda: f.sobel(torch.rand(1, 1, 3, 3), "valid", 5), lambda: f.sobel(torch.rand(8, 8))):
+        with pytest.raises(InputError):
+            fn()
 
 
 def test_gradcheck_float64():
