@@ -30,34 +30,41 @@ SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducib
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def fail(message: str, code: int) -> None:
-    """Print ``error: message`` on stderr and exit with ``code``."""
+def fail(message: str, code: int, json_out: bool = False) -> None:
+    """Print ``error: message`` on stderr (and ``{"error": ..., "exit_code": n}`` on stdout if ``json_out``); exit."""
     typer.echo(f"error: {message}", err=True)
+    if json_out:
+        emit_json({"error": message, "exit_code": code})
     raise typer.Exit(code)
 
 
 def handle_errors(func: F) -> F:
-    """Decorator for command functions: turn gdvision errors into one-line messages and exit codes."""
+    """Decorator for command functions: turn gdvision errors into one-line messages and exit codes.
+
+    When the command was called with ``json_out=True`` (``--json``), a fatal error also prints
+    ``{"error": "...", "exit_code": n}`` on stdout, so that a script reading stdout always gets one JSON object.
+    """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        js = bool(kwargs.get("json_out", False))
         try:
             return func(*args, **kwargs)
         except typer.Exit:
             raise
         except GdvisionError as exc:
-            fail(str(exc), exc.exit_code)
+            fail(str(exc), exc.exit_code, js)
         except KeyboardInterrupt:
-            fail("interrupted", 130)
+            fail("interrupted", 130, js)
         except MemoryError:
-            fail("out of memory (try a smaller --batch-size or image, or --device cpu)", 1)
+            fail("out of memory (try a smaller --batch-size or image, or --device cpu)", 1, js)
         except Exception as exc:  # noqa: BLE001 - last-resort one-line report
             if os.environ.get("GDVISION_DEBUG"):
                 raise
             msg = str(exc).splitlines()[0] if str(exc) else ""
             if "out of memory" in msg.lower():
-                fail("out of memory on the device (try a smaller --batch-size, or --device cpu)", 1)
-            fail(f"internal error: {type(exc).__name__}: {msg} (set GDVISION_DEBUG=1 for a traceback)", 1)
+                fail("out of memory on the device (try a smaller --batch-size, or --device cpu)", 1, js)
+            fail(f"internal error: {type(exc).__name__}: {msg} (set GDVISION_DEBUG=1 for a traceback)", 1, js)
 
     return wrapper  # type: ignore[return-value]
 
@@ -76,6 +83,25 @@ def check_positive(name: str, value: float | int | None, allow_zero: bool = Fals
         return
     if value != value or (value < 0 if allow_zero else value <= 0):  # NaN check via value != value
         raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def validated(cfg: Any, flags: dict[str, str]) -> Any:
+    """``cfg`` after its ``validate()``; a UsageError names the flag instead of the config field (no torch import).
+
+    ``flags``: config field -> the option that sets it; the first field named in the message is replaced.
+    """
+    import re
+
+    try:
+        cfg.validate()
+    except UsageError as exc:
+        msg = str(exc)
+        hits = [(m.start(), f) for f in flags if (m := re.search(rf"(?<![\w-]){f}(?![\w-])", msg))]
+        if hits:
+            pos, f = min(hits)
+            msg = msg[:pos] + flags[f] + msg[pos + len(f) :]
+        raise UsageError(msg) from None
+    return cfg
 
 
 def check_output(path: Path | None, inputs: list[Path]) -> None:
@@ -146,7 +172,7 @@ ManifestOpt = Annotated[
     typer.Option(
         "--manifest",
         help="CSV (header row) or JSON Lines file with one item per row: run them all (needs --out-dir). "
-        "Columns per command: see README 'Batch runs'. Works under torchrun for several processes/machines.",
+        "Columns per command: see docs/batch.md. Works under torchrun for several processes/machines.",
     ),
 ]
 ResumeOpt = Annotated[
@@ -197,15 +223,17 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
     max_metric: list[str] | None = options.get("max_metric")
     json_out: bool = options.get("json_out", False)
     quiet: bool = options.get("quiet", False)
-    from gdvision.runs.distributed import rank_device, rank_from_env, run_manifest
-    from gdvision.runs.engine import check_thresholds, manifest_items, parse_bounds
-
+    # usage errors on option values first: the engine's modules import torch (seconds)
     check_positive("--batch-size", batch_size)
     check_positive("--max-error", max_error, allow_zero=True)
-    upper = parse_bounds(max_metric, "--max-metric")
-    lower = parse_bounds(min_metric, "--min-metric")
     if overwrite and resume:
         raise UsageError("--resume and --overwrite exclude each other")
+    from gdvision.runs.engine import check_thresholds, manifest_items, parse_bounds
+
+    upper = parse_bounds(max_metric, "--max-metric")
+    lower = parse_bounds(min_metric, "--min-metric")
+    from gdvision.runs.distributed import rank_device, rank_from_env, run_manifest
+
     r = rank_from_env()
     dev = rank_device(device, r)
     job = make_job(dev)
@@ -213,7 +241,7 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
         if job.error_metric is None:
             raise UsageError(f"{job.name} has no error metric for --max-error: use --max-metric NAME=VALUE")
         upper.setdefault(job.error_metric, max_error)
-    items = manifest_items(manifest, job, out_dir)
+    items = manifest_items(manifest, job, out_dir, overwrite=overwrite, resume=resume)
     show = not (quiet or json_out) and r.rank == 0
     with progress_bar(show, job.name) as update:
         summary = run_manifest(
@@ -233,6 +261,7 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
     problems = check_thresholds(list(summary.records.values()), upper, lower)
     if problems:
         report["regressions"] = problems
+    unfinished = report["items"] - report["ok"] - report["failed"]
     if json_out:
         emit_json(report)
     elif not quiet:
@@ -246,7 +275,15 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
         say(quiet, line + f" -> {out_dir / 'run.jsonl'}")
         for f in report["failures"]:
             typer.echo(f"failed: {f['id']}: {f['error']}", err=True)
+        for t in report["torn_log_lines"]:
+            say(
+                quiet,
+                f"note: '{t['log']}' ended in a torn line (a crash mid-write): {t['bytes']} bytes set aside in "
+                f"'{t['saved_to']}'",
+            )
     for p in problems:
         typer.echo(f"error: regression: {p}", err=True)
-    if problems or report["failed"]:
+    if unfinished:
+        typer.echo(f"error: {unfinished} item(s) have no result in the log", err=True)
+    if problems or report["failed"] or unfinished:
         raise typer.Exit(1)

@@ -19,7 +19,8 @@ import torch
 
 from gdvision.device import resolve_device
 from gdvision.errors import UsageError
-from gdvision.runs.engine import Item, Job, RunSummary, log_files, merge_logs, read_records, run_items
+from gdvision.runs.engine import Item, Job, RunSummary, run_items
+from gdvision.runs.runlog import log_files, merge_logs, set_aside_logs, set_aside_torn_tail
 
 
 @dataclass
@@ -73,8 +74,9 @@ def run_manifest(
 ) -> RunSummary | None:
     """Run ``job`` over ``items`` on this rank; rank 0 returns the merged summary of the whole run, others None.
 
-    Without ``resume`` or ``overwrite``, an ``out_dir`` that already holds finished items is a UsageError
-    (so that a CI job never silently mixes two runs). Every rank checks this before any rank writes.
+    ``items`` come from :func:`gdvision.runs.engine.manifest_items`, which has already refused an ``out_dir`` holding
+    an earlier run unless ``resume`` or ``overwrite``. With ``overwrite`` rank 0 sets the old logs aside; otherwise it
+    sets aside a torn last line of any log (a crash mid-write) before any rank appends.
     """
     if r.distributed:
         import torch.distributed as dist
@@ -82,16 +84,14 @@ def run_manifest(
         if not dist.is_initialized():
             dist.init_process_group("gloo")
     try:
-        finished = {i for i, rec in read_records(log_files(out_dir)).items() if rec.get("status") == "ok"}
-        if finished and not (resume or overwrite):
-            raise UsageError(
-                f"'{out_dir}' already holds {len(finished)} finished item(s) of an earlier run: add --resume to "
-                "continue it (finished items are kept), or --overwrite to redo everything"
-            )
         if r.distributed:
             dist.barrier()  # everyone has read the old logs before rank 0 may move them away
-        if overwrite and r.rank == 0:
-            _set_aside_logs(out_dir)
+        torn: list[dict[str, Any]] = []
+        if r.rank == 0:
+            if overwrite:
+                set_aside_logs(out_dir)
+            else:
+                torn = [t for p in log_files(out_dir) if (t := set_aside_torn_tail(p)) is not None]
         if r.distributed:
             dist.barrier()
         summary = run_items(
@@ -100,35 +100,27 @@ def run_manifest(
         mine = [summary.records[it.id] for it in items if it.index % r.world == r.rank and it.id in summary.records]
         if r.distributed:
             gathered: list[Any] = [None] * r.world if r.rank == 0 else []
-            dist.gather_object((mine, summary.done_now, summary.seconds), gathered if r.rank == 0 else None, dst=0)
+            share = (mine, summary.done_now, summary.already_done, summary.seconds)
+            dist.gather_object(share, gathered if r.rank == 0 else None, dst=0)
             if r.rank != 0:
                 dist.barrier()
                 (out_dir / f"run.rank{r.rank}.jsonl").unlink(missing_ok=True)  # merged by rank 0 (other node?)
                 return None
-            records = merge_logs(out_dir, [rec for recs, _, _ in gathered for rec in recs])
-            summary.done_now = sum(n for _, n, _ in gathered)
-            summary.seconds = max(s for _, _, s in gathered)
+            records = merge_logs(out_dir, [rec for recs, *_ in gathered for rec in recs])
+            summary.done_now = sum(g[1] for g in gathered)
+            summary.already_done = sum(g[2] for g in gathered)
+            summary.seconds = max(g[3] for g in gathered)
             dist.barrier()
         else:
             records = merge_logs(out_dir)
         ids = {it.id for it in items}
         summary.records = {i: rec for i, rec in records.items() if i in ids}
         summary.items = len(items)
-        summary.already_done = (
-            len([i for i, rec in summary.records.items() if rec.get("status") == "ok"]) - summary.done_now
-        )
+        summary.torn = torn + summary.torn
         return summary
     finally:
         if r.distributed and dist.is_initialized():
             dist.destroy_process_group()
-
-
-def _set_aside_logs(out_dir: Path) -> None:
-    import time
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    for p in log_files(out_dir):
-        p.rename(p.with_name(f"old-{stamp}.{p.name}"))
 
 
 __all__ = ["Rank", "rank_device", "rank_from_env", "run_manifest"]

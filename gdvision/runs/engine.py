@@ -6,14 +6,21 @@ per line; ``.jsonl`` / ``.ndjson``). Each subcommand names the input columns it 
 options such as ``model``); an ``id`` column names the item (default: derived from the input file names). Relative
 paths are resolved against the manifest's folder. Each command's columns: its task module in :mod:`gdvision.tasks`.
 
-The **log** ``<out_dir>/run.jsonl`` gets one JSON line per item as soon as it finishes (flushed and fsynced)::
+**Outputs** (one :class:`gdvision.tasks.outputs.OutputPolicy` per run): ids become safe file names, nothing is
+written outside ``out_dir`` nor over an input of the run (every path of every row, the manifest itself), and every
+item's output is claimed before any work. An ``out_dir`` that already holds a run log or an item's output is refused
+unless ``resume`` or ``overwrite``.
+
+The **log** ``<out_dir>/run.jsonl`` (:mod:`gdvision.runs.runlog`) gets one JSON line per item as soon as it finishes
+(flushed and fsynced)::
 
     {"id": ..., "index": row, "status": "ok"|"failed", "inputs": {...}, "outputs": {...}, "metrics": {...},
-     "seconds": ..., "error": null|"...", "rank": 0, "result": {...}}
+     "seconds": ..., "error": null|"...", "rank": 0, "params": {...}, "result": {...}}
 
-so a killed run loses at most the items in flight. A later run over the same ``out_dir`` skips every item that
-has an ``ok`` line (it is never redone nor overwritten) and retries failed ones; the newest line of an id wins.
-With ``overwrite`` everything is redone and the old logs are kept as ``old-<time>.run.jsonl``.
+so a killed run loses at most the items in flight (a torn last line is set aside before appending). With
+``resume`` a later run skips every item that has an ``ok`` line (never redone nor overwritten) and redoes the
+others; the earlier run's ``params`` (:func:`job_params`) and rows must be the same. With ``overwrite`` everything
+is redone and the old logs are kept as ``old-<time>.run.jsonl``.
 
 **Distributed** (:mod:`gdvision.runs.distributed`): with torchrun, rank ``r`` of ``n`` takes the items whose row index
 ``i`` has ``i % n == r``, appends to its own ``run.rank<r>.jsonl``; at the end rank 0 gathers every rank's lines
@@ -27,11 +34,11 @@ a bound and names the items beyond it.
 from __future__ import annotations
 
 import csv
+import dataclasses
+import fnmatch
 import json
 import math
-import os
 import statistics
-import threading
 import time
 from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,11 +47,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gdvision.errors import GdvisionError, UsageError
-from gdvision.io.images import atomic_write_bytes, dumps_json
+from gdvision.io.images import dumps_json
 from gdvision.runs.prefetch import prefetch
-from gdvision.tasks.outputs import OutputPolicy
-
-LOG_NAME = "run.jsonl"
+from gdvision.runs.runlog import (
+    LOG_NAME,
+    LOG_PATTERNS,
+    RunLog,
+    log_files,
+    merge_logs,
+    read_records,
+    set_aside_logs,
+    write_records,
+)
+from gdvision.tasks.outputs import OutputPolicy, safe_id
 
 
 @dataclass
@@ -57,11 +72,16 @@ class Item:
     out: Path
     policy: OutputPolicy | None = None
 
+    @property
+    def owner(self) -> str:
+        """How errors name this item: ``item '<id>' (row <n>)``."""
+        return f"item '{self.id}' (row {self.index + 1})"
+
     def claim(self, path: Path, existing_ok: bool = False) -> Path:
         """The path to write one of this item's files to, checked by the run's output policy (if any)."""
         if self.policy is None:
             return path
-        return self.policy.claim(path, existing_ok=existing_ok, owner=f"item '{self.id}'")
+        return self.policy.claim(path, existing_ok=existing_ok, owner=self.owner)
 
     def path(self, column: str) -> Path:
         return Path(self.fields[column])
@@ -103,15 +123,15 @@ class Job(Protocol):
 # ------------------------------------------------------------------------------------------------ manifest
 
 
-def read_manifest(path: Path) -> list[dict[str, str]]:
-    """Rows of a CSV (header line) or JSON Lines manifest as dicts of stripped strings; UsageError if malformed."""
+def _read_rows(path: Path) -> list[tuple[int, dict[str, str]]]:
+    """``(line number, row)`` pairs of a CSV or JSON Lines manifest (see :func:`read_manifest`)."""
     if not path.exists():
         raise UsageError(f"file not found: '{path}'")
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a leading byte-order mark is not part of the first name
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"cannot read manifest '{path}': {exc}") from None
-    rows: list[dict[str, str]] = []
+    rows: list[tuple[int, dict[str, str]]] = []
     if path.suffix.lower() in (".jsonl", ".ndjson", ".json"):
         for n, line in enumerate(text.splitlines(), 1):
             if not line.strip():
@@ -122,16 +142,35 @@ def read_manifest(path: Path) -> list[dict[str, str]]:
                 raise UsageError(f"manifest '{path}', line {n}: not JSON ({exc})") from None
             if not isinstance(obj, dict):
                 raise UsageError(f"manifest '{path}', line {n}: expected a JSON object")
-            rows.append({str(k).strip().lower(): _cell(v) for k, v in obj.items()})
+            row = {str(k).strip().lower(): _cell(v) for k, v in obj.items()}
+            raw_id = next((v for k, v in obj.items() if str(k).strip().lower() == "id"), None)
+            if isinstance(raw_id, str) and not raw_id.strip():
+                raise UsageError(f"manifest '{path}', line {n}: empty id (leave it out to get one from the file names)")
+            rows.append((n, row))
     else:
         try:
             reader = csv.DictReader(text.splitlines())
-            rows = [{k.strip().lower(): (v or "").strip() for k, v in r.items() if k} for r in reader]
+            for r in reader:
+                rows.append((reader.line_num, {k.strip().lower(): (v or "").strip() for k, v in r.items() if k}))
         except csv.Error as exc:
             raise UsageError(f"cannot read manifest '{path}': {exc}") from None
     if not rows:
         raise UsageError(f"manifest '{path}' has no rows")
     return rows
+
+
+def read_manifest(path: Path) -> list[dict[str, str]]:
+    """Rows of a CSV (header line) or JSON Lines manifest as dicts of stripped strings; UsageError if malformed.
+
+    Column names are lower-cased; a UTF-8 byte-order mark at the start is skipped.
+
+    >>> import tempfile
+    >>> m = Path(tempfile.mkdtemp()) / "m.csv"
+    >>> _ = m.write_bytes("\\ufeffImage,id\\na.png,\\n".encode())
+    >>> read_manifest(m)
+    [{'image': 'a.png', 'id': ''}]
+    """
+    return [row for _, row in _read_rows(path)]
 
 
 def _cell(v: Any) -> str:
@@ -142,9 +181,59 @@ def _cell(v: Any) -> str:
     return str(v).strip()
 
 
-def manifest_items(path: Path, job: Job, out_dir: Path) -> list[Item]:
-    """Validate a manifest against ``job``'s columns and turn its rows into items with unique ids."""
-    rows = read_manifest(path)
+def _generated_id(name: str) -> str:
+    """A file-name-safe version of an id made from input names (never refused by :func:`safe_id`)."""
+    s = "".join("_" if c in "/\\\x00" else c for c in name).strip()
+    if s in ("", ".", ".."):
+        s = "item"
+    if s[0] in "-~":
+        s = "_" + s[1:]
+    return safe_id(s)
+
+
+def job_params(job: Job) -> dict[str, Any]:
+    """The parameters that decide a job's results, as JSON values (recorded in the log; checked on ``--resume``).
+
+    ``job.params`` when the job defines it; else the fields of ``job.cfg`` (a dataclass) and the job's other public
+    attributes that are plain values (``fmt``, ``gray``, ``seed``...), except where and how fast it runs
+    (``device``, ``workers``, ``batch_size``, ``progress``).
+    """
+    explicit = getattr(job, "params", None)
+    if explicit is not None:
+        params = dict(explicit() if callable(explicit) else explicit)
+    else:
+        params = {}
+        cfg = getattr(job, "cfg", None)
+        if dataclasses.is_dataclass(cfg) and not isinstance(cfg, type):
+            params.update(dataclasses.asdict(cfg))
+        for k, v in vars(job).items():
+            if k.startswith("_") or k in ("cfg", "device", "workers", "batch_size", "progress", "pool"):
+                continue
+            if v is None or isinstance(v, (str, int, float, bool)):
+                params[k] = v
+    return json.loads(dumps_json(params))
+
+
+def _first_difference(old: dict[str, Any], new: dict[str, Any]) -> str | None:
+    for k in sorted(set(old) | set(new)):
+        if old.get(k, "<unset>") != new.get(k, "<unset>"):
+            return f"{k}: {old.get(k, '<unset>')!r} then, {new.get(k, '<unset>')!r} now"
+    return None
+
+
+def manifest_items(path: Path, job: Job, out_dir: Path, overwrite: bool = False, resume: bool = False) -> list[Item]:
+    """Validate a manifest against ``job``'s columns, turn its rows into items, and claim their outputs.
+
+    Ids: an ``id`` cell must be a safe file name (:func:`gdvision.tasks.outputs.safe_id`) used by no other row; a row
+    without one gets ``job.item_id`` of its inputs, suffixed ``__2``, ``__3``... when an explicit or earlier id
+    already has it. One :class:`OutputPolicy` serves the whole run: its inputs are every path of every row and the
+    manifest itself; each item's ``out`` is claimed now (before any work) and the policy is attached to the item.
+
+    Existing results: when ``out_dir`` already holds a run log or an item's output, UsageError unless ``resume``
+    (finished items are kept; parameters and rows must be those of the earlier run) or ``overwrite``.
+    """
+    numbered = _read_rows(path)
+    rows = [r for _, r in numbered]
     known = set(job.required) | set(job.optional) | {"id"}
     cols = set().union(*(r.keys() for r in rows))
     missing = [c for c in job.required if c not in cols]
@@ -160,86 +249,95 @@ def manifest_items(path: Path, job: Job, out_dir: Path) -> list[Item]:
             f"(known: {', '.join(sorted(known))})"
         )
     base = path.parent
-    items: list[Item] = []
-    seen: set[str] = set()
+    where = [f"manifest '{path}', line {n}" for n, _ in numbered]
+    fields_of: list[dict[str, str]] = []
+    explicit: dict[str, int] = {}
     for i, row in enumerate(rows):
         for c in job.required:
             if not row.get(c):
-                raise UsageError(f"manifest '{path}', item {i + 1}: empty '{c}'")
-        fields = {k: _resolve(v, base) if k in job.path_columns and v else v for k, v in row.items() if k != "id"}
-        iid = row.get("id") or job.item_id(fields)
-        if iid in seen:
-            if row.get("id"):
-                raise UsageError(f"manifest '{path}': id '{iid}' appears twice")
-            iid = f"{iid}__{i}"
-        seen.add(iid)
-        items.append(Item(i, iid, fields, job.output_of(iid, out_dir)))
+                raise UsageError(f"{where[i]}: empty '{c}'")
+        fields_of.append(
+            {k: _resolve(v, base) if k in job.path_columns and v else v for k, v in row.items() if k != "id"}
+        )
+        if row.get("id"):
+            try:
+                iid = safe_id(row["id"])
+            except UsageError as exc:
+                raise UsageError(f"{where[i]}: {exc}") from None
+            if iid in explicit:
+                raise UsageError(f"{where[explicit[iid]]} and line {numbered[i][0]} both have id '{iid}'")
+            explicit[iid] = i
+    used = set(explicit)
+    ids: list[str] = []
+    for i, row in enumerate(rows):
+        iid = row.get("id") or ""
+        if not iid:
+            stem = _generated_id(job.item_id(fields_of[i]))
+            iid, k = stem, 1
+            while iid in used:
+                k += 1
+                iid = f"{stem}__{k}"
+            used.add(iid)
+        ids.append(iid)
+    items = [Item(i, ids[i], fields_of[i], job.output_of(ids[i], out_dir)) for i in range(len(rows))]
+    policy = _run_policy(path, job, out_dir, items, overwrite, resume)
+    for item in items:
+        item.policy = policy
+        if item.out.parent == out_dir and any(fnmatch.fnmatch(item.out.name, p) for p in LOG_PATTERNS):
+            raise UsageError(f"{where[item.index]}: id '{item.id}' would name a run log file: choose another id")
+        try:
+            item.claim(item.out)
+        except UsageError as exc:
+            raise UsageError(f"{where[item.index]}: {exc}") from None
+    if resume:
+        _check_resumable(out_dir, job, items, where)
     return items
+
+
+def _run_policy(path: Path, job: Job, out_dir: Path, items: list[Item], overwrite: bool, resume: bool) -> OutputPolicy:
+    """The run's output policy; UsageError when ``out_dir`` holds an earlier run and neither flag is given."""
+    policy = OutputPolicy(out_dir, [path], overwrite=overwrite, flags="--resume or --overwrite", resume=resume)
+    for item in items:
+        for col in job.path_columns:
+            policy.add_inputs(item.fields.get(col, "").split(";"))
+    policy.check_out_dir()
+    logs = log_files(out_dir) if out_dir.is_dir() else []
+    if logs and not (overwrite or resume):
+        raise UsageError(
+            f"'{logs[0]}' exists (an earlier run in this --out-dir): pass --resume to continue it (finished items "
+            "are kept) or --overwrite to redo everything"
+        )
+    policy.claim(out_dir / LOG_NAME, existing_ok=True, owner="the run log")
+    return policy
+
+
+def _check_resumable(out_dir: Path, job: Job, items: list[Item], where: list[str]) -> None:
+    """UsageError when a finished item of the earlier run was made with other parameters or other inputs."""
+    previous = read_records(log_files(out_dir))
+    params = job_params(job)
+    for item in items:
+        rec = previous.get(item.id)
+        if rec is None or rec.get("status") != "ok":
+            continue
+        if "params" in rec:
+            diff = _first_difference(rec["params"], params)
+            if diff is not None:
+                raise UsageError(
+                    f"cannot --resume: the earlier run in '{out_dir}' used other parameters ({diff}): "
+                    "use --overwrite to redo everything"
+                )
+        if "inputs" in rec:
+            diff = _first_difference(rec["inputs"], item.fields)
+            if diff is not None:
+                raise UsageError(
+                    f"cannot --resume: {where[item.index]} (id '{item.id}') changed since the earlier run ({diff}): "
+                    "use --overwrite to redo everything"
+                )
 
 
 def _resolve(value: str, base: Path) -> str:
     parts = [p.strip() for p in value.split(";") if p.strip()]
     return ";".join(p if Path(p).is_absolute() else str(base / p) for p in parts)
-
-
-# ------------------------------------------------------------------------------------------------ the log
-
-
-class RunLog:
-    """Append-only JSON Lines log; every line is flushed and fsynced as soon as it is written."""
-
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._fh = path.open("a", encoding="utf-8")
-        self._lock = threading.Lock()
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self._lock:
-            self._fh.write(dumps_json(record) + "\n")
-            self._fh.flush()
-            os.fsync(self._fh.fileno())
-
-    def close(self) -> None:
-        self._fh.close()
-
-
-def log_files(out_dir: Path) -> list[Path]:
-    """The run log and any per-rank logs left by a distributed run, in merge order."""
-    shards = sorted(out_dir.glob("run.rank*.jsonl"), key=lambda p: p.name)
-    main = out_dir / LOG_NAME
-    return ([main] if main.exists() else []) + shards
-
-
-def read_records(paths: list[Path]) -> dict[str, dict[str, Any]]:
-    """The newest record of each item id over ``paths`` (an ``ok`` line is never replaced by a failure).
-
-    A torn last line (a process killed mid-write) is ignored.
-    """
-    latest: dict[str, dict[str, Any]] = {}
-    for p in paths:
-        try:
-            lines = p.read_text(encoding="utf-8").splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            try:
-                rec = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(rec, dict) or "id" not in rec:
-                continue
-            prev = latest.get(rec["id"])
-            if prev is not None and prev.get("status") == "ok" and rec.get("status") != "ok":
-                continue
-            latest[rec["id"]] = rec
-    return latest
-
-
-def write_records(path: Path, records: list[dict[str, Any]]) -> None:
-    """Atomically (re)write a log with ``records`` in item order."""
-    records = sorted(records, key=lambda r: (r.get("index", 0), r["id"]))
-    atomic_write_bytes(path, "".join(dumps_json(r) + "\n" for r in records).encode())
 
 
 # ------------------------------------------------------------------------------------------------ engine
@@ -254,6 +352,7 @@ class RunSummary:
     already_done: int = 0
     seconds: float = 0.0
     records: dict[str, dict[str, Any]] = field(default_factory=dict)
+    torn: list[dict[str, Any]] = field(default_factory=list)  # torn last lines set aside (runlog.set_aside_torn_tail)
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -267,7 +366,6 @@ class RunSummary:
         return aggregate_metrics(self.ok)
 
     def as_dict(self) -> dict[str, Any]:
-        done = self.done_now + self.already_done
         return {
             "items": self.items,
             "ok": len(self.ok),
@@ -278,7 +376,8 @@ class RunSummary:
             "seconds": round(self.seconds, 4),
             "items_per_s": round(self.done_now / self.seconds, 3) if self.seconds > 0 else None,
             "metrics": self.metrics(),
-            "complete": done == self.items,
+            "complete": len(self.ok) == self.items,
+            "torn_log_lines": self.torn,
         }
 
 
@@ -336,14 +435,21 @@ def run_items(
     Loaded items with equal :meth:`Job.batch_key` (not None) are solved together, up to ``batch_size``.
     ``progress(done, total, info)`` is called after each item.
     """
+    seen: dict[str, Item] = {}
+    for it in items:
+        if it.id in seen:
+            raise UsageError(f"{seen[it.id].owner} and {it.owner} have the same id: give them different ids")
+        seen[it.id] = it
     out_dir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    params = job_params(job)
     previous = {} if overwrite else read_records(log_files(out_dir))
     mine = [it for it in items if it.index % world == rank]
     todo = [it for it in mine if previous.get(it.id, {}).get("status") != "ok"]
     summary = RunSummary(items=len(mine), already_done=len(mine) - len(todo))
     summary.records = {it.id: previous[it.id] for it in mine if it.id in previous}
     log = RunLog(out_dir / (LOG_NAME if world == 1 else f"run.rank{rank}.jsonl"))
+    summary.torn = list(log.torn)
     finished = summary.already_done
     if progress:
         progress(finished, len(mine), "")
@@ -360,6 +466,7 @@ def run_items(
             "seconds": round(seconds, 6),
             "error": error,
             "rank": rank,
+            "params": params,
         }
         if result is not None:
             rec["result"] = {k: v for k, v in result.items() if k not in ("outputs", "metrics")}
@@ -412,21 +519,6 @@ def run_items(
     return summary
 
 
-def merge_logs(out_dir: Path, extra: list[dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
-    """Fold per-rank logs (and ``extra`` records) into ``run.jsonl``; remove the per-rank logs. Returns the records."""
-    shards = [p for p in log_files(out_dir) if p.name != LOG_NAME]
-    records = read_records(log_files(out_dir))
-    for rec in extra or []:
-        prev = records.get(rec["id"])
-        if prev is None or prev.get("status") != "ok" or rec.get("status") == "ok":
-            records[rec["id"]] = rec
-    if shards or extra:
-        write_records(out_dir / LOG_NAME, list(records.values()))
-        for p in shards:
-            p.unlink(missing_ok=True)
-    return records
-
-
 # ------------------------------------------------------------------------------------------------ thresholds
 
 
@@ -473,6 +565,7 @@ def check_thresholds(
 
 
 __all__ = [
+    "LOG_NAME",
     "Item",
     "Job",
     "Outcome",
@@ -480,10 +573,14 @@ __all__ = [
     "RunSummary",
     "aggregate_metrics",
     "check_thresholds",
+    "job_params",
+    "log_files",
     "manifest_items",
     "merge_logs",
     "parse_bounds",
     "read_manifest",
     "read_records",
     "run_items",
+    "set_aside_logs",
+    "write_records",
 ]

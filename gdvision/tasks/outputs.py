@@ -68,6 +68,8 @@ class OutputPolicy:
         inputs: every input file of the run (more can be added with :meth:`add_inputs`).
         overwrite: replace existing outputs (``--overwrite``).
         flags: how the CLI names the way out of a refusal, e.g. ``"--overwrite"`` or ``"--resume or --overwrite"``.
+        resume: the run continues an earlier one (``--resume``): its existing outputs may be replaced, as with
+            ``existing_ok`` on every claim (inputs and the out-dir stay protected).
     """
 
     def __init__(
@@ -76,9 +78,11 @@ class OutputPolicy:
         inputs: Iterable[str | os.PathLike[str]] = (),
         overwrite: bool = False,
         flags: str = "--overwrite",
+        resume: bool = False,
     ) -> None:
         self.out_dir = real_path(out_dir) if out_dir is not None else None
         self.overwrite = overwrite
+        self.resume = resume
         self.flags = flags
         self._inputs: dict[Path, str] = {}
         self._claimed: dict[Path, str] = {}
@@ -117,7 +121,7 @@ class OutputPolicy:
         prev = self._claimed.get(rp)
         if prev is not None and owner is not None and prev != owner:
             raise UsageError(f"output '{shown}' is written by both {prev} and {owner}: give them different ids")
-        if os.path.lexists(rp) and not (self.overwrite or existing_ok):
+        if os.path.lexists(rp) and not (self.overwrite or self.resume or existing_ok):
             raise UsageError(f"output '{shown}' exists: pass {self.flags} to replace it")
         self._claimed[rp] = owner or shown
         return rp
