@@ -79,9 +79,9 @@ def check_border(border: str) -> str:
 
 def check_batch(x: torch.Tensor) -> torch.Tensor:
     """``x`` if it is a (B, C, H, W) tensor (floating, or integer: converted by the filters); InputError otherwise."""
-    if isinstance(x, torch.Tensor) and x.dim() == 4 and not x.is_floating_point():
+    if isinstance(x, torch.Tensor) and x.dim() == 4:  # the common case, checked in well under a microsecond
         return x
-    return check_image(x, "image batch", min_size=0, finite=False)
+    return check_image(x, "image batch", min_size=0, finite=False)  # raises, naming what is wrong
 
 
 def pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int, border: str) -> torch.Tensor:

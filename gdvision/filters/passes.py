@@ -28,6 +28,27 @@ def _shift(t: torch.Tensor, axis: int, r: int, n: int) -> Callable[[int], torch.
     return lambda j: t.narrow(axis, r + j, n)
 
 
+def _taps(t: torch.Tensor, k: Kernel, axis: int) -> tuple[int, Callable[[int], torch.Tensor], Kernel, bool, bool]:
+    """Radius ``r``, shifted views ``s(j)`` of ``t`` (padded by ``r`` on ``axis``), the taps ``c = k[r:]`` from the
+    centre out, and whether ``k`` is symmetric / antisymmetric."""
+    r = len(k) // 2
+    s = _shift(t, axis, r, t.shape[axis] - 2 * r)
+    c = k[r:]
+    sym = all(k[r + j] == k[r - j] for j in range(1, r + 1))
+    anti = c[0] == 0 and all(k[r + j] == -k[r - j] for j in range(1, r + 1))
+    return r, s, c, sym, anti
+
+
+def _in_kernel_order(s: Callable[[int], torch.Tensor], k: Kernel) -> torch.Tensor:
+    """Any kernel: its non-zero taps added left to right (OpenCV's generic float32 loops)."""
+    r = len(k) // 2
+    out = s(-r) * k[0]
+    for i in range(1, len(k)):
+        if k[i] != 0:
+            out.add_(s(i - r), alpha=k[i])
+    return out
+
+
 def row_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
     """Correlate the last axis of ``t`` (padded by ``len(k)//2`` each side) with ``k``, OpenCV's tail included."""
     return opencv_tail(t, k, "row", _row_vec(t, k, out))
@@ -44,12 +65,7 @@ def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
     Mirrors OpenCV's float32 row filters (SymmRowSmallVec_32f for 3/5 taps, RowVec_32f otherwise).
     ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
     """
-    r = len(k) // 2
-    n = t.shape[-1] - 2 * r
-    s = _shift(t, -1, r, n)
-    c = k[r:]
-    sym = all(k[r + j] == k[r - j] for j in range(1, r + 1))
-    anti = c[0] == 0 and all(k[r + j] == -k[r - j] for j in range(1, r + 1))
+    r, s, c, sym, anti = _taps(t, k, -1)
     if r == 0:
         return s(0) * c[0]
     if sym and r == 1:
@@ -73,11 +89,7 @@ def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
         if c[1] != 1:
             out.mul_(c[1])
         return out.add_(s(2) - s(-2), alpha=c[2])
-    out = s(-r) * k[0]
-    for i in range(1, len(k)):
-        if k[i] != 0:
-            out.add_(s(i - r), alpha=k[i])
-    return out
+    return _in_kernel_order(s, k)
 
 
 def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -85,12 +97,7 @@ def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
 
     ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
     """
-    r = len(k) // 2
-    n = t.shape[-2] - 2 * r
-    s = _shift(t, -2, r, n)
-    c = k[r:]
-    sym = all(k[r + j] == k[r - j] for j in range(1, r + 1))
-    anti = c[0] == 0 and all(k[r + j] == -k[r - j] for j in range(1, r + 1))
+    r, s, c, sym, anti = _taps(t, k, -2)
     if r == 0:
         return s(0) * c[0]
     if sym and r == 1:
@@ -111,11 +118,7 @@ def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
         for j in range(2, r + 1):
             out.add_(s(j) - s(-j), alpha=c[j])
         return out
-    out = s(-r) * k[0]
-    for i in range(1, len(k)):
-        if k[i] != 0:
-            out.add_(s(i - r), alpha=k[i])
-    return out
+    return _in_kernel_order(s, k)
 
 
 # OpenCV's float32 row and column filters run over a row of W * C interleaved values (x * C + c) in 8-lane
