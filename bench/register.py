@@ -32,7 +32,7 @@ from synthetic import SHARED, itk_brain_pairs, load_natural, make_pairs  # noqa:
 
 from gdvision.coords import mean_corner_error  # noqa: E402
 from gdvision.io.images import to_gray  # noqa: E402
-from gdvision.register.solver import RegisterConfig, register_batch  # noqa: E402
+from gdvision.register import RegisterConfig, register_batch  # noqa: E402
 
 
 def corner_error(H: np.ndarray, Hgt: np.ndarray, h: int, w: int) -> float:

@@ -48,6 +48,33 @@ def color_blend(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.cat([ga, gb, ga], dim=1)
 
 
+def warp_into(a: torch.Tensor, H: torch.Tensor, size_hw: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """A (1, C, Ha, Wa) warped by ``H`` (A -> B) into B's frame of ``size_hw = (Hb, Wb)``: (warped, inside mask).
+
+    Example:
+        >>> import torch
+        >>> w, m = warp_into(torch.ones(1, 1, 4, 4), torch.eye(3), (4, 6))
+        >>> tuple(w.shape), m[0, 0, 0].tolist()
+        ((1, 1, 4, 6), [1.0, 1.0, 1.0, 1.0, 0.0, 0.0])
+    """
+    from gdvision.warp import warp_perspective
+
+    hb, wb = size_hw
+    return warp_perspective(a, H.to(a.device), (wb, hb))
+
+
+def register_overlay(warped: torch.Tensor, mask: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Checkerboard (8 tiles) of A warped into B's frame and B, (1, 3, Hb, Wb); B shows where A does not reach.
+
+    Images with different channel counts are compared in luminance.
+    """
+    from gdvision.color import to_gray
+
+    ga = to_gray(warped) if warped.shape[1] != b.shape[1] else warped
+    gb = to_gray(b) if warped.shape[1] != b.shape[1] else b
+    return checkerboard(ga, gb, 8, mask)
+
+
 def draw_matches(a: torch.Tensor, b: torch.Tensor, res: Any, max_lines: int = 2000) -> torch.Tensor:
     """Matches of ``a`` (1, C, Ha, Wa) and ``b`` (1, C', Hb, Wb) side by side, (1, 3, max(Ha, Hb), Wa + Wb).
 

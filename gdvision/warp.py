@@ -12,13 +12,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gdvision.coords import apply_homography, pixel_grid, pixel_to_normalized
+from gdvision.coords import apply_homography, pixel_grid, pixel_to_grid
 
 
 def sample_points(img: torch.Tensor, pts: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
     """Sample ``img`` (B, C, H, W) at pixel coordinates ``pts`` (B, N, 2) -> (B, C, N); zeros outside."""
     h, w = img.shape[-2:]
-    grid = pixel_to_normalized(pts.to(img.dtype), h, w).unsqueeze(1)  # (B,1,N,2)
+    grid = pixel_to_grid(pts.to(img.dtype), h, w).unsqueeze(1)  # (B,1,N,2)
     return F.grid_sample(img, grid, mode=mode, padding_mode="zeros", align_corners=True)[:, :, 0]
 
 
@@ -71,7 +71,7 @@ def warp_perspective(
     pts = apply_homography(Hm, grid)
     h, w = src.shape[-2:]
     mask = inside_mask(pts, h, w).to(src.dtype).reshape(-1, 1, Hd, Wd)
-    norm = pixel_to_normalized(pts, h, w).to(src.dtype).reshape(-1, Hd, Wd, 2)
+    norm = pixel_to_grid(pts, h, w).to(src.dtype).reshape(-1, Hd, Wd, 2)
     if norm.shape[0] != b:
         src = src.expand(norm.shape[0], -1, -1, -1)
     dst = F.grid_sample(src, norm, mode=mode, padding_mode="zeros", align_corners=True)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+
+from gdvision.errors import UsageError
 
 from .common import (
     DeviceOpt,
@@ -13,12 +16,10 @@ from .common import (
     ManifestOpt,
     MaxMetricOpt,
     MinMetricOpt,
-    OverwriteOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
     check_manifest_usage,
-    check_output,
     check_positive,
     emit_json,
     handle_errors,
@@ -27,8 +28,20 @@ from .common import (
     say,
 )
 
-MODELS = ("translation", "euclidean", "similarity", "affine", "homography")
-LOSSES = ("ncc", "l1", "grad", "ssim", "mi")
+# RegisterConfig field -> the flag that sets it (library errors name fields; the CLI shows flags)
+_FLAGS = {"model": "--model", "loss": "--loss", "levels": "--levels", "iters": "--iters", "lr": "--lr", "tol": "--tol"}
+
+
+def _config(**fields: Any) -> Any:
+    """The validated RegisterConfig (no torch import); a UsageError names the flag instead of the field."""
+    from gdvision.register.config import RegisterConfig
+
+    try:
+        return RegisterConfig(**fields).validate()
+    except UsageError as exc:
+        fields_re = r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])"
+        msg = re.sub(fields_re, lambda m: _FLAGS[m.group(1)], str(exc), count=1)
+        raise UsageError(msg) from None
 
 
 @handle_errors
@@ -67,7 +80,9 @@ def register(
     out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
     batch_size: Annotated[int, typer.Option(help="With --manifest: pairs of equal size solved together.")] = 16,
     resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing outputs (with --manifest: redo every item, old logs set aside).")
+    ] = False,
     max_error: Annotated[
         float | None,
         typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
@@ -95,65 +110,45 @@ def register(
 
     A manifest has columns a, b and optionally gt (JSON with the true H), model, loss, id.
     """
-    from gdvision.errors import UsageError
-
-    for name, value in (("--iters", iters), ("--lr", lr), ("--batch-size", batch_size)):
-        check_positive(name, value)
-    check_positive("--tol", tol, allow_zero=True)
+    check_positive("--batch-size", batch_size)
     check_positive("--max-error", max_error, allow_zero=True)
-    if model not in MODELS:
-        raise UsageError(f"unknown --model '{model}': use one of {', '.join(MODELS)}")
-    if loss not in LOSSES:
-        raise UsageError(f"unknown --loss '{loss}': use one of {', '.join(LOSSES)}")
+    cfg = _config(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol)
     manifest = manifest or pairs
     check_manifest_usage(manifest, out_dir, [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt])
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
 
     from gdvision.device import resolve_device, seed_everything
-    from gdvision.register.solver import RegisterConfig
 
     dev = resolve_device(device)
     seed_everything(seed)
-    cfg = RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol)
-    cfg.validate()
     if manifest is not None:
         from gdvision.tasks.register import RegisterJob
 
         run_manifest_command(lambda d: RegisterJob(cfg, d), locals())
         return
     assert a is not None and b is not None
-    _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, init, gt, json_out, quiet)
+    _run_single(a, b, cfg, dev, locals())
 
 
-def _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, init, gt, json_out, quiet) -> None:
-    import torch
+def _run_single(a: Path, b: Path, cfg: Any, dev: Any, opts: dict[str, Any]) -> None:
+    from gdvision.tasks.register import RegistrationRejected, register_files
 
-    from gdvision.io.images import read_homography, read_image, write_json, write_png
-    from gdvision.register.solver import describe_result, register_pair, warp_to_b
-
-    for o in (out, out_warped, out_overlay):
-        check_output(o, [a, b])
-    img_a, img_b = read_image(a), read_image(b)
-    ma = _mask(mask_a, img_a, dev)
-    mb = _mask(mask_b, img_b, dev)
-    h0 = torch.from_numpy(read_homography(init)) if init is not None else None
-    hgt = torch.from_numpy(read_homography(gt)) if gt is not None else None
+    json_out, quiet = opts["json_out"], opts["quiet"]
+    files = {k: opts[k] for k in ("mask_a", "mask_b", "init", "gt", "out", "out_warped", "out_overlay")}
     with progress_bar(not (quiet or json_out), "registering") as update:
 
         def progress(p: Any) -> None:
             update(description=f"level {p.num_levels - p.level}/{p.num_levels}", info=f"loss {p.loss:.5g}")
 
-        res = register_pair(img_a.tensor(dev), img_b.tensor(dev), cfg, ma, mb, h0, progress)
-    record = describe_result(res, 0, cfg, img_a, img_b, dev, hgt)
-    if out is not None:
-        write_json(out, record)
-    if out_warped is not None or out_overlay is not None:
-        warped, overlay = warp_to_b(img_a.tensor(dev), img_b.tensor(dev), res.H[0])
-        if out_warped is not None:
-            write_png(out_warped, warped, bits=16 if img_a.bit_depth == 16 else 8)
-        if out_overlay is not None:
-            write_png(out_overlay, overlay)
+        try:
+            record = register_files(a, b, cfg, dev, **files, overwrite=opts["overwrite"], progress=progress)
+        except RegistrationRejected as exc:
+            if not json_out:
+                raise
+            typer.echo(f"error: {exc}", err=True)  # one JSON object on stdout: the record, the verdict, the error
+            emit_json({**exc.record, "error": str(exc), "exit_code": exc.exit_code})
+            raise typer.Exit(exc.exit_code) from None
     if json_out:
         emit_json(record)
     else:
@@ -161,22 +156,5 @@ def _run_single(a, b, cfg, dev, out, out_warped, out_overlay, mask_a, mask_b, in
         if "corner_error_px" in record:
             msg += f"; mean corner error {record['corner_error_px']:.4f} px"
         say(quiet, msg)
-        if not quiet and out is None:
+        if not quiet and opts["out"] is None:
             typer.echo("H = " + str([[round(v, 8) for v in row] for row in record["H"]]))
-
-
-def _mask(path: Path | None, img: Any, dev: Any) -> Any:
-    """Load a validity mask (nonzero = valid) combined with the image's own alpha; None if neither exists."""
-    import torch
-
-    from gdvision.errors import InputError
-    from gdvision.io.images import read_image
-
-    m = img.mask_tensor(dev)
-    if path is None:
-        return m
-    mk = read_image(path)
-    if (mk.height, mk.width) != (img.height, img.width):
-        raise InputError(f"mask '{path}' is {mk.width}x{mk.height}, image is {img.width}x{img.height}")
-    t = (torch.from_numpy(mk.array.max(axis=2) > 0).float()[None, None]).to(dev)
-    return t if m is None else t * m

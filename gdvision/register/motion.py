@@ -1,7 +1,8 @@
 """Motion models for registration and their parameterisation.
 
-A motion is a 3x3 matrix acting on *normalized* coordinates ``u = (x - c) / s`` where ``c`` is the centre of
-image A (pixels) and ``s = max(W, H) / 2`` (so the image spans about [-1, 1]). A parameter vector ``q`` of a
+A motion is a 3x3 matrix acting on *centred* coordinates ``u = (x - c) / s`` where ``c`` is the centre of
+image A (pixels) and ``s = max(W, H) / 2`` (so the image spans about [-1, 1]; see :mod:`gdvision.coords`, which
+also converts between centred motions and pixel homographies). A parameter vector ``q`` of a
 model describes a small update ``M(q)`` around the identity (``M(0) = I``), composed on the left of the
 current estimate: ``Hn <- M(q) @ Hn``. Parameters are therefore dimensionless and of the same size at
 every pyramid level, which keeps Gauss-Newton systems well-conditioned from coarse to fine.
@@ -21,7 +22,8 @@ from __future__ import annotations
 
 import torch
 
-MODELS: dict[str, int] = {"translation": 2, "euclidean": 3, "similarity": 4, "affine": 6, "homography": 8}
+from gdvision._checks import check_choice
+from gdvision.register.config import MODELS
 
 #: Models fitted in turn at the coarsest level before the requested one (each is a subset of the next).
 LADDER: dict[str, list[str]] = {
@@ -34,10 +36,12 @@ LADDER: dict[str, list[str]] = {
 
 
 def check_model(model: str) -> int:
-    """Number of parameters of ``model``; ValueError for an unknown name."""
-    if model not in MODELS:
-        raise ValueError(f"unknown motion model '{model}': use one of {', '.join(MODELS)}")
-    return MODELS[model]
+    """Number of parameters of ``model``; UsageError for an unknown name.
+
+    >>> check_model("affine")
+    6
+    """
+    return MODELS[check_choice(model, "model", tuple(MODELS))]
 
 
 def model_matrix(q: torch.Tensor, model: str) -> torch.Tensor:
@@ -77,30 +81,4 @@ def model_matrix_jacobian(q: torch.Tensor, model: str) -> torch.Tensor:
     return jac.permute(2, 3, 0, 1)
 
 
-def normalizer(h: int, w: int, dtype: torch.dtype = torch.float64, device=None) -> torch.Tensor:
-    """3x3 ``T`` with ``u = T x``: pixel coordinates of an h x w image A -> normalized motion coordinates."""
-    s = max(h, w) / 2.0
-    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
-    return torch.tensor([[1 / s, 0, -cx / s], [0, 1 / s, -cy / s], [0, 0, 1]], dtype=dtype, device=device)
-
-
-def pixel_to_motion(H: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    """Pixel homography(ies) A -> B (..., 3, 3) to normalized motion ``T H T^-1`` (T from A's size h x w)."""
-    T = normalizer(h, w, H.dtype, H.device)
-    return T @ H @ torch.linalg.inv(T)
-
-
-def motion_to_pixel(Hn: torch.Tensor, h: int, w: int, level: int = 0) -> torch.Tensor:
-    """Normalized motion (..., 3, 3) to the pixel homography A -> B at pyramid ``level`` (0 = full size).
-
-    Level-``l`` pixels relate to full-size pixels by ``x_l = x_0 / 2^l`` (see :mod:`gdvision.pyramid`).
-    The result is normalised so that ``H[2, 2] = 1``.
-    """
-    T = normalizer(h, w, Hn.dtype, Hn.device)
-    H = torch.linalg.inv(T) @ Hn @ T
-    if level:
-        f = 2.0**level
-        S = torch.diag(torch.tensor([1 / f, 1 / f, 1.0], dtype=Hn.dtype, device=Hn.device))
-        Si = torch.diag(torch.tensor([f, f, 1.0], dtype=Hn.dtype, device=Hn.device))
-        H = S @ H @ Si
-    return H / H[..., 2:3, 2:3]
+__all__ = ["LADDER", "MODELS", "check_model", "model_matrix", "model_matrix_jacobian"]
