@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
@@ -18,7 +17,6 @@ from .common import (
     ManifestOpt,
     MaxMetricOpt,
     MinMetricOpt,
-    OverwriteOpt,
     QuietOpt,
     ResumeOpt,
     SeedOpt,
@@ -29,6 +27,7 @@ from .common import (
     progress_bar,
     run_manifest_command,
     say,
+    validated,
 )
 
 DetectorOpt = Annotated[
@@ -64,20 +63,6 @@ _FLAGS = {
     "refine": "--refine",
     "seed": "--seed",
 }
-
-
-def _validated(cfg: Any) -> Any:
-    """``cfg`` after its ``validate()``; a UsageError names the flag instead of the config field. No torch import."""
-    try:
-        cfg.validate()
-    except UsageError as exc:
-        msg = str(exc)
-        hits = [(m.start(), f) for f in _FLAGS if (m := re.search(rf"(?<![\w-]){f}(?![\w-])", msg))]
-        if hits:
-            pos, f = min(hits)
-            msg = msg[:pos] + _FLAGS[f] + msg[pos + len(f) :]
-        raise UsageError(msg) from None
-    return cfg
 
 
 def _feature_config(
@@ -121,7 +106,9 @@ def match(
     pairs: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")] = None,
     out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
     resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace existing outputs, never an input (with --manifest: redo every item).")
+    ] = False,
     max_error: Annotated[
         float | None,
         typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
@@ -152,7 +139,7 @@ def match(
     """
     manifest = manifest or pairs
     check_manifest_usage(manifest, out_dir, [a, b, out, out_matches, out_viz, gt])
-    cfg = _validated(
+    cfg = validated(
         MatchConfig(
             features=_feature_config(detector, max_features, root_sift, upsample, contrast_threshold),
             matcher=matcher,
@@ -162,11 +149,13 @@ def match(
             max_iters=ransac_iters,
             seed=0 if seed is None else seed,
             refine=refine,
-        )
+        ),
+        _FLAGS,
     )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
-
+    if manifest is None and (out_dir is not None or resume):
+        raise UsageError("--out-dir and --resume go with --manifest; for one pair use --out, --out-matches, --out-viz")
     if manifest is not None:
         from gdvision.device import seed_everything
         from gdvision.tasks.match import MatchJob
@@ -239,7 +228,7 @@ def features(
 
     if fmt is not None:
         check_choice(fmt, "--format", FORMATS)
-    cfg = _validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold))
+    cfg = validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold), _FLAGS)
     if out is not None and out_dir is not None:
         raise UsageError("give --out or --out-dir, not both")
     paths = list_images([str(p) for p in images])

@@ -277,3 +277,11 @@ def test_bad_option_values_fail_before_torch(args):
     first, _, rest = out.stdout.partition("\n")
     assert first == "2 False", out.stdout + out.stderr
     assert args[-2] in rest, rest  # the flag is named
+
+
+def test_match_manifest_options_without_manifest_are_usage_errors(pair, tmp_path):
+    a, b, _, _ = pair
+    for extra in (["--out-dir", str(tmp_path / "d")], ["--resume"]):
+        r = runner.invoke(app, ["match", str(a), str(b), "--device", "cpu", *extra])
+        assert r.exit_code == 2 and "--manifest" in r.output, r.output
+    assert not (tmp_path / "d").exists()
