@@ -105,7 +105,7 @@ def validated(cfg: Any, flags: dict[str, str]) -> Any:
 
 
 def check_output(path: Path | None, inputs: list[Path]) -> None:
-    """UsageError when an output path would overwrite one of the inputs."""
+    """UsageError when an output path would overwrite one of the inputs (superseded by OutputPolicy; unused soon)."""
     if path is None:
         return
     rp = path.resolve()
@@ -177,9 +177,15 @@ ManifestOpt = Annotated[
 ]
 ResumeOpt = Annotated[
     bool,
-    typer.Option("--resume", help="With --manifest: continue the run in --out-dir (finished items are kept)."),
+    typer.Option(
+        "--resume",
+        help="With --manifest: continue the earlier run in --out-dir with the same options (finished items are "
+        "kept, the others redone).",
+    ),
 ]
-OverwriteOpt = Annotated[bool, typer.Option(help="With --manifest: redo every item (old logs are set aside).")]
+OverwriteOpt = Annotated[
+    bool, typer.Option(help="With --manifest: redo every item, replacing its outputs (old logs are set aside).")
+]
 MinMetricOpt = Annotated[
     list[str] | None,
     typer.Option(
