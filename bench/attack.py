@@ -38,7 +38,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import load_natural, make_pairs  # noqa: E402
 
-from gdvision.attack.solver import (  # noqa: E402
+from gdvision.attack import (  # noqa: E402
     AttackConfig,
     attack_pair,
     evaluate_gdvision,
@@ -152,9 +152,11 @@ def main() -> None:
         "--stop-inliers", type=int, default=60, help="targeted: stop once this many matches are consistent (0 = never)"
     )
     ap.add_argument("--loss", default="ratio", choices=["ratio", "paper"], help="attack loss")
-    ap.add_argument("--init", default="texture", help="initialisation of the targeted attack")
-    ap.add_argument("--lr-match", type=float, default=0.01, help="Adam step of the targeted attacks")
-    ap.add_argument("--lr-unmatch", type=float, default=0.003, help="Adam step of the untargeted attacks")
+    ap.add_argument("--init", default=None, help="start of the targeted attack (default: AttackConfig's)")
+    ap.add_argument("--lr-match", type=float, default=None, help="Adam step of the targeted attacks (default: config)")
+    ap.add_argument(
+        "--lr-unmatch", type=float, default=None, help="Adam step of the untargeted attacks (default: config)"
+    )
     ap.add_argument(
         "--eps-unmatch", type=float, default=4.0, help="L-inf budget of the untargeted attacks in 8-bit levels (/255)"
     )
@@ -166,6 +168,12 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2, help="torch / OpenCV threads (default 2)")
     ap.add_argument("--only", choices=["match", "unmatch"], default=None, help="run one mode only")
     args = ap.parse_args()
+    # what is not given comes from the config's per-mode defaults (as in `gdvision attack`)
+    args.init = args.init or AttackConfig(mode="match").resolved().init
+    if args.lr_match is None:
+        args.lr_match = AttackConfig(mode="match").resolved().lr
+    if args.lr_unmatch is None:
+        args.lr_unmatch = AttackConfig(mode="unmatch").resolved().lr
     torch.set_num_threads(args.threads)
     try:
         import cv2
@@ -193,7 +201,7 @@ def main() -> None:
             eps=eps,
             steps=steps if mode == "match" else steps_un,
             lr=lr,
-            init=args.init if mode == "match" else "zero",
+            init=args.init if mode == "match" else None,
             focus=args.focus,
             loss=args.loss,
             stop_inliers=args.stop_inliers if mode == "match" else 0,

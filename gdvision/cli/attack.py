@@ -7,6 +7,9 @@ from typing import Annotated, Any
 
 import typer
 
+from gdvision.attack.config import DEFAULT_INIT, DEFAULT_LR, AttackConfig, default_attack_features
+from gdvision.errors import UsageError
+
 from .common import (
     DeviceOpt,
     JsonOpt,
@@ -18,13 +21,19 @@ from .common import (
     ResumeOpt,
     SeedOpt,
     check_manifest_usage,
-    check_output,
     emit_json,
     handle_errors,
     progress_bar,
     run_manifest_command,
     say,
+    validated,
 )
+
+# config field -> the flag that sets it (library errors name fields; the CLI shows flags)
+_FLAGS = {
+    f: "--" + f.replace("_", "-")
+    for f in ("mode", "eps", "steps", "lr", "perturb", "alpha", "beta", "init", "loss", "stop_inliers", "max_features")
+}
 
 
 def parse_eps(text: str) -> float:
@@ -34,8 +43,6 @@ def parse_eps(text: str) -> float:
         >>> round(parse_eps("8/255"), 5)
         0.03137
     """
-    from gdvision.errors import UsageError
-
     try:
         if "/" in text:
             num, den = text.split("/", 1)
@@ -63,7 +70,11 @@ def attack(
         int, typer.Option(help="Adam iterations (each one re-detects and re-describes both images).")
     ] = 150,
     lr: Annotated[
-        float | None, typer.Option(help="Adam step size, in intensity units (default 0.01 for match, 0.003 unmatch).")
+        float | None,
+        typer.Option(
+            help=f"Adam step size, in intensity units (default {DEFAULT_LR['match']} for match, "
+            f"{DEFAULT_LR['unmatch']} for unmatch)."
+        ),
     ] = None,
     perturb: Annotated[str, typer.Option(help="Which image(s) may change: a, b or both.")] = "both",
     target_h: Annotated[
@@ -86,7 +97,7 @@ def attack(
         typer.Option(
             help="Start: zero (the clean images); blend (move each image's fine detail toward the other's under H, "
             "or away for unmatch); texture (blend plus one shared random texture in the budget left, match only). "
-            "Default: texture for match, zero for unmatch.",
+            f"Default: {DEFAULT_INIT['match']} for match, {DEFAULT_INIT['unmatch']} for unmatch.",
         ),
     ] = None,
     focus: Annotated[
@@ -125,7 +136,10 @@ def attack(
 
     L-inf, L2, PSNR; inliers and corner error under gdvision match and (when installed) OpenCV SIFT + RANSAC.
 
-    Exit 0 when the attack succeeded, 1 when it did not (outputs are written either way), 2 for bad usage.
+    Success: match = at least 30 RANSAC inliers and a mean corner error below 5 px against the target; unmatch = no
+    RANSAC model, or a corner error above 20 px against the true H. Exit 0 when the attack succeeded, 1 when it did
+    not (outputs are written either way), 2 for bad usage. Existing outputs are kept (exit 2) unless --overwrite;
+    the inputs (images, masks, --target-h, --true-h) are never replaced.
 
     Examples:
 
@@ -136,33 +150,30 @@ def attack(
       gdvision attack --manifest pairs.csv --out-dir adv/ --min-metric success=1   (columns a, b, optional
       target_h / true_h, mask, id; outputs in adv/<id>/)
     """
-    from gdvision.errors import UsageError
-
     eps_v = parse_eps(eps)
     if target_h is not None and mode == "unmatch":
         raise UsageError("--target-h is for --mode match; give the true homography with --true-h")
     if true_h is not None and mode == "match":
         raise UsageError("--true-h is for --mode unmatch; give the homography to fake with --target-h")
-
-    from gdvision.attack.solver import AttackConfig, default_attack_features
-
     feats = default_attack_features()
     feats.max_features = max_features
-    cfg = AttackConfig(
-        mode=mode,
-        eps=eps_v,
-        steps=steps,
-        lr=(0.01 if mode == "match" else 0.003) if lr is None else lr,
-        perturb=perturb,
-        alpha=alpha,
-        beta=beta,
-        features=feats,
-        init=("texture" if mode == "match" else "zero") if init is None else init,
-        focus=focus,
-        loss=loss,
-        stop_inliers=stop_inliers,
+    cfg = validated(
+        AttackConfig(
+            mode=mode,
+            eps=eps_v,
+            steps=steps,
+            lr=lr,
+            perturb=perturb,
+            alpha=alpha,
+            beta=beta,
+            features=feats,
+            init=init,
+            focus=focus,
+            loss=loss,
+            stop_inliers=stop_inliers,
+        ),
+        _FLAGS,
     )
-    cfg.validate()
     check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
     if manifest is not None:
         from gdvision.tasks.attack import AttackJob
@@ -171,12 +182,7 @@ def attack(
         return
     if a is None or b is None:
         raise UsageError("give two images A and B, or --manifest FILE")
-    from gdvision.tasks.attack import output_files, run_attack_job
-
-    for o in output_files(a, b, perturb, out_dir):
-        check_output(o, [p for p in (a, b, mask, mask_b, target_h, true_h) if p is not None])
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"--out-dir '{out_dir}' exists and is not a folder")
+    from gdvision.tasks.attack import run_attack
 
     with progress_bar(not (quiet or json_out), f"attack ({mode})") as update:
 
@@ -186,36 +192,51 @@ def attack(
                 info += f"  H-consistent matches {pr.consistent}"
             update(completed=pr.iteration, total=pr.steps, info=info)
 
-        report = run_attack_job(
-            a, b, out_dir, cfg, target_h, true_h, mask, mask_b, device, seed, opencv=not no_opencv, progress=on_step
+        report = run_attack(
+            a,
+            b,
+            out_dir,
+            cfg,
+            target_h,
+            true_h,
+            mask,
+            mask_b,
+            overwrite=overwrite,
+            device=device,
+            seed=seed,
+            opencv=not no_opencv,
+            progress=on_step,
         )
-    files = report["files"]
     ok = bool(report["gdvision_after"]["success"])
     if json_out:
         emit_json(report)
     else:
-        g0, g1 = report["gdvision_before"], report["gdvision_after"]
-
-        def fmt(r) -> str:
-            ce = r.get("corner_error_px")
-            return f"{r['inliers']} inliers, corner error {'none' if ce is None else f'{ce:.1f} px'}"
-
-        pa, pb = report["perturbation"]["a"], report["perturbation"]["b"]
-        say(
-            quiet,
-            f"attack ({mode}, eps {cfg.eps * 255:.3g}/255) {'succeeded' if ok else 'FAILED'} in "
-            f"{report['seconds']:.1f} s: gdvision match before {fmt(g0)}; after {fmt(g1)}",
-        )
-        say(
-            quiet,
-            f"PSNR A {pa['psnr_db']:.2f} dB, B {pb['psnr_db']:.2f} dB; L-inf A {pa['linf_255']:.0f}/255, "
-            f"B {pb['linf_255']:.0f}/255",
-        )
-        if "opencv_after" in report:
-            say(
-                quiet,
-                f"OpenCV SIFT (transfer): before {fmt(report['opencv_before'])}; after {fmt(report['opencv_after'])}",
-            )
-        say(quiet, f"wrote {out_dir}/: " + ", ".join(Path(f).name for f in files.values()))
+        _summary(report, ok, out_dir, quiet)
     if not ok:
         raise typer.Exit(1)
+
+
+def _summary(report: dict[str, Any], ok: bool, out_dir: Path, quiet: bool) -> None:
+    """The human summary of one attack (stderr)."""
+    g0, g1 = report["gdvision_before"], report["gdvision_after"]
+
+    def fmt(r: dict[str, Any]) -> str:
+        ce = r.get("corner_error_px")
+        return f"{r['inliers']} inliers, corner error {'none' if ce is None else f'{ce:.1f} px'}"
+
+    pa, pb = report["perturbation"]["a"], report["perturbation"]["b"]
+    say(
+        quiet,
+        f"attack ({report['mode']}, eps {report['eps'] * 255:.3g}/255) {'succeeded' if ok else 'FAILED'} in "
+        f"{report['seconds']:.1f} s: gdvision match before {fmt(g0)}; after {fmt(g1)}",
+    )
+    say(
+        quiet,
+        f"PSNR A {pa['psnr_db']:.2f} dB, B {pb['psnr_db']:.2f} dB; L-inf A {pa['linf_255']:.0f}/255, "
+        f"B {pb['linf_255']:.0f}/255",
+    )
+    if "opencv_after" in report:
+        say(
+            quiet, f"OpenCV SIFT (transfer): before {fmt(report['opencv_before'])}; after {fmt(report['opencv_after'])}"
+        )
+    say(quiet, f"wrote {out_dir}/: " + ", ".join(Path(f).name for f in report["files"].values()))

@@ -1,29 +1,36 @@
-"""Run one attack on files: read the pair, attack, evaluate on the saved 8-bit PNGs, write every output.
+"""The ``attack`` task: read a pair, attack it, evaluate on the saved 8-bit pixels, write every output.
 
-Used by ``gdvision attack`` (one pair) and its ``--manifest`` runs (:class:`AttackJob`). Outputs in
-``out_dir``: ``<stem>_adv.png`` and ``<stem>_delta.png`` (the perturbation magnified) for each perturbed image,
-``matches.png`` (matches before and after) and ``report.json``.
+One function does the file-level work for both modes: :func:`attack_pair_files`. ``gdvision attack A B`` calls
+:func:`run_attack`, which builds the run's :class:`~gdvision.tasks.outputs.OutputPolicy`; ``--manifest`` runs call
+it through :class:`AttackJob` with the item's policy (:meth:`gdvision.runs.engine.Item.claim`). Every output is
+claimed before anything is read or solved (an attack takes minutes: a refused output must not come after it).
+
+Outputs in ``out_dir``: ``<stem>_adv.png`` and ``<stem>_delta.png`` (the perturbation magnified) for each perturbed
+image, ``matches.png`` (matches before and after) and ``report.json``.
+
+This module imports torch only when an attack runs, so option and output errors come before that (~3 s).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from gdvision.attack.solver import AttackConfig, attack_pair, evaluate_attack, match_config_for, perturbation_picture
-from gdvision.device import resolve_device, seed_everything
 from gdvision.errors import InputError, SolverError, UsageError
-from gdvision.features.match import match_images
-from gdvision.io.images import read_homography, read_image, to_gray, write_json, write_png
 from gdvision.runs.engine import Item, Outcome
-from gdvision.tasks.pairs import pair_id
+from gdvision.tasks.outputs import OutputPolicy
+
+if TYPE_CHECKING:
+    from gdvision.attack import AttackConfig
 
 
 def output_names(a: Path, b: Path, perturb: str) -> dict[str, str]:
-    """Stems for the outputs: the input stems, made distinct when both inputs share one."""
+    """Stems for the outputs of the perturbed images: the input stems, made distinct when both share one.
+
+    >>> output_names(Path("x/im.png"), Path("y/im.png"), "both")
+    {'a': 'im_a', 'b': 'im_b'}
+    """
     sa, sb = a.stem, b.stem
     if sa == sb:
         sa, sb = sa + "_a", sb + "_b"
@@ -35,14 +42,28 @@ def output_names(a: Path, b: Path, perturb: str) -> dict[str, str]:
     return names
 
 
-def output_files(a: Path, b: Path, perturb: str, out_dir: Path) -> list[Path]:
-    """Every file :func:`run_attack_job` writes for this pair."""
-    names = output_names(a, b, perturb)
-    files = [out_dir / f"{s}_{kind}.png" for s in names.values() for kind in ("adv", "delta")]
-    return files + [out_dir / "report.json", out_dir / "matches.png"]
+def output_files(a: Path, b: Path, perturb: str, out_dir: Path) -> dict[str, Path]:
+    """Every file :func:`attack_pair_files` writes for this pair, by its key in the report's ``files``.
+
+    >>> sorted(output_files(Path("a.png"), Path("b.png"), "a", Path("out")))
+    ['adv_a', 'delta_a', 'matches', 'report']
+    """
+    files = {}
+    for key, stem in output_names(a, b, perturb).items():
+        files[f"adv_{key}"] = out_dir / f"{stem}_adv.png"
+        files[f"delta_{key}"] = out_dir / f"{stem}_delta.png"
+    files["matches"] = out_dir / "matches.png"
+    files["report"] = out_dir / "report.json"
+    return files
 
 
-def run_attack_job(
+def _check_inputs(paths: list[Path | None]) -> None:
+    for p in paths:
+        if p is not None and not Path(p).is_file():
+            raise UsageError(f"file not found: '{p}'")
+
+
+def attack_pair_files(
     a: Path,
     b: Path,
     out_dir: Path,
@@ -51,6 +72,8 @@ def run_attack_job(
     true_h: Path | None = None,
     mask: Path | None = None,
     mask_b: Path | None = None,
+    *,
+    claim: Callable[[Path], Path],
     device: str = "auto",
     seed: int | None = None,
     opencv: bool = True,
@@ -58,10 +81,26 @@ def run_attack_job(
 ) -> dict[str, Any]:
     """Attack the pair (A, B) as ``cfg`` says, write the outputs into ``out_dir``, return the report (JSON-able).
 
-    ``target_h`` (match) / ``true_h`` (unmatch): JSON homographies A -> B in pixels; by default identity (match,
-    equal sizes only) or what gdvision ``match`` finds on the clean pair (unmatch). ``mask`` / ``mask_b``: where the
-    perturbation may be nonzero. ``report["gdvision_after"]["success"]`` says whether the attack succeeded.
+    ``claim(path)`` checks each output against the run's output policy and returns the path to write (see
+    :meth:`gdvision.tasks.outputs.OutputPolicy.claim`); every output is claimed first. ``target_h`` (match) /
+    ``true_h`` (unmatch): JSON homographies A -> B in pixels; by default identity (match, equal sizes only) or what
+    gdvision ``match`` finds on the clean pair (unmatch). ``mask`` / ``mask_b``: where the perturbation may be
+    nonzero (``mask`` for both images unless ``mask_b``). ``report["gdvision_after"]["success"]`` says whether the
+    attack succeeded.
     """
+    _check_inputs([a, b, target_h, true_h, mask, mask_b])
+    names = output_files(a, b, cfg.perturb, out_dir)
+    dest = {key: claim(path) for key, path in names.items()}
+
+    import torch
+
+    from gdvision.attack import attack_pair, evaluate_attack, match_config_for
+    from gdvision.device import resolve_device, seed_everything
+    from gdvision.features import match_images
+    from gdvision.io.images import read_homography, read_image, to_gray, write_json, write_png
+    from gdvision.viz import before_after_matches, perturbation_picture
+
+    cfg = cfg.resolved()
     dev = resolve_device(device)
     seed_everything(seed)
     img_a, img_b = read_image(a), read_image(b)
@@ -95,15 +134,16 @@ def run_attack_job(
     ma = load_mask(mask, "A", img_a) if cfg.perturb in ("a", "both") else None
     mb = load_mask(mask_b if mask_b is not None else mask, "B", img_b) if cfg.perturb in ("b", "both") else None
     result = attack_pair(ta, tb, H, cfg, ma, mb, progress)
-    report, picture = evaluate_attack(ta, tb, result, H, cfg, opencv=opencv, seed=0 if seed is None else seed)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    report, (before, after) = evaluate_attack(ta, tb, result, H, cfg, opencv=opencv, seed=0 if seed is None else seed)
     files: dict[str, str] = {}
-    for key, stem in output_names(a, b, cfg.perturb).items():
-        adv = result.adv_a if key == "a" else result.adv_b
-        delta = result.delta_a if key == "a" else result.delta_b
-        files[f"adv_{key}"] = str(write_png(out_dir / f"{stem}_adv.png", adv))
-        files[f"delta_{key}"] = str(write_png(out_dir / f"{stem}_delta.png", perturbation_picture(delta, cfg.eps)))
-    files["matches"] = str(write_png(out_dir / "matches.png", picture))
+    for key in ("a", "b"):
+        if f"adv_{key}" in dest:
+            adv, delta = (result.adv_a, result.delta_a) if key == "a" else (result.adv_b, result.delta_b)
+            write_png(dest[f"adv_{key}"], adv)
+            write_png(dest[f"delta_{key}"], perturbation_picture(delta, cfg.eps))
+            files[f"adv_{key}"], files[f"delta_{key}"] = str(names[f"adv_{key}"]), str(names[f"delta_{key}"])
+    write_png(dest["matches"], before_after_matches((ta, tb, before), (result.adv_a, result.adv_b, after)))
+    files["matches"] = str(names["matches"])
     report.update({"a": str(a), "b": str(b), "device": str(dev), "files": files})
     for key, img in (("a", img_a), ("b", img_b)):
         if img.bit_depth != 8:
@@ -111,13 +151,59 @@ def run_attack_job(
                 f"image {key.upper()} is {img.bit_depth}-bit; the output is 8-bit, so L-inf may exceed eps by up to "
                 "half an 8-bit level where no 8-bit value lies within the budget"
             )
-    files["report"] = str(out_dir / "report.json")
-    write_json(out_dir / "report.json", report)
+    files["report"] = str(names["report"])
+    write_json(dest["report"], report)
     return report
 
 
+def run_attack(
+    a: Path,
+    b: Path,
+    out_dir: Path,
+    cfg: AttackConfig,
+    target_h: Path | None = None,
+    true_h: Path | None = None,
+    mask: Path | None = None,
+    mask_b: Path | None = None,
+    *,
+    overwrite: bool = False,
+    device: str = "auto",
+    seed: int | None = None,
+    opencv: bool = True,
+    progress: Callable[[Any], None] | None = None,
+) -> dict[str, Any]:
+    """``gdvision attack A B``: :func:`attack_pair_files` under the run's output policy.
+
+    Nothing is written outside ``out_dir``, no input is replaced, and an existing output is refused (UsageError,
+    exit 2) unless ``overwrite``.
+    """
+    inputs = [p for p in (a, b, target_h, true_h, mask, mask_b) if p is not None]
+    policy = OutputPolicy(out_dir, inputs=inputs, overwrite=overwrite)
+    policy.check_out_dir()
+    return attack_pair_files(
+        a,
+        b,
+        out_dir,
+        cfg,
+        target_h,
+        true_h,
+        mask,
+        mask_b,
+        claim=policy.claim,
+        device=device,
+        seed=seed,
+        opencv=opencv,
+        progress=progress,
+    )
+
+
 def attack_metrics(report: dict[str, Any]) -> dict[str, float]:
-    """The numbers of a report that a batch log keeps: success, inliers and corner error after, PSNR, L-inf."""
+    """The numbers of a report that a batch log keeps: success, inliers and corner error after, PSNR, L-inf.
+
+    >>> rep = {"gdvision_after": {"success": True, "inliers": 31, "corner_error_px": 2.0}, "perturbation": {}}
+    >>> attack_metrics(rep)
+    {'success': 1.0, 'inliers_after': 31.0, 'corner_error_after_px': 2.0}
+    """
     after = report["gdvision_after"]
     out: dict[str, float] = {"success": float(bool(after["success"])), "inliers_after": float(after["inliers"])}
     if after.get("corner_error_px") is not None:
@@ -142,15 +228,15 @@ class AttackJob:
         self.cfg, self.device, self.seed, self.opencv, self.progress = cfg, device, seed, opencv, progress
 
     def item_id(self, fields: dict[str, str]) -> str:
+        from gdvision.tasks.pairs import pair_id
+
         return pair_id(fields)
 
     def output_of(self, item_id: str, out_dir: Path) -> Path:
         return out_dir / item_id
 
     def load(self, item: Item) -> None:
-        for col in self.path_columns:
-            if item.get(col) and not item.path(col).exists():
-                raise UsageError(f"file not found: '{item.path(col)}'")
+        _check_inputs([item.path(col) if item.get(col) else None for col in self.path_columns])
 
     def batch_key(self, item: Item, loaded: Any) -> Hashable | None:
         return None
@@ -159,12 +245,13 @@ class AttackJob:
         out = []
         for item, _ in group:
             opt = {k: item.path(k) for k in ("target_h", "true_h", "mask") if item.get(k)}
-            report = run_attack_job(
+            report = attack_pair_files(
                 item.path("a"),
                 item.path("b"),
                 item.out,
                 self.cfg,
                 **opt,
+                claim=item.claim,
                 device=self.device,
                 seed=self.seed,
                 opencv=self.opencv,
@@ -174,4 +261,4 @@ class AttackJob:
         return out
 
 
-__all__ = ["AttackJob", "attack_metrics", "output_files", "output_names", "run_attack_job"]
+__all__ = ["AttackJob", "attack_metrics", "attack_pair_files", "output_files", "output_names", "run_attack"]

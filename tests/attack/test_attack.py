@@ -1,4 +1,4 @@
-"""Tests of gdvision.attack.solver: the budget, the quantisation, the loss going down, the report's measurements."""
+"""Tests of gdvision.attack: the budget, the quantisation, the loss going down, the report's measurements."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gdvision.attack.solver import (
+from gdvision.attack import (
     AttackConfig,
     apply_perturbation,
     attack_pair,
@@ -24,6 +24,7 @@ from gdvision.attack.solver import (
 from gdvision.errors import InputError, UsageError
 from gdvision.features.match import FeatureConfig, Features, MatchConfig, detect_and_describe
 from gdvision.io.images import read_image, write_png
+from gdvision.viz import before_after_matches
 
 
 def _crop(img: np.ndarray, x: int, y: int, w: int, h: int) -> torch.Tensor:
@@ -193,7 +194,8 @@ def test_saved_png_reloads_to_evaluated_pixels(natural_gray: np.ndarray, tmp_pat
     back = read_image(tmp_path / "a_adv.png")
     assert back.bit_depth == 8
     assert torch.equal(back.tensor(), r.adv_a)
-    report, picture = evaluate_attack(a, b, r, None, cfg, opencv=False)
+    report, (before, after) = evaluate_attack(a, b, r, None, cfg, opencv=False)
+    picture = before_after_matches((a, b, before), (r.adv_a, r.adv_b, after))
     assert report["perturbation"]["a"] == perturbation_stats(back.tensor(), a)
     assert report["perturbation"]["a"]["linf_255"] <= 6 + 1e-4
     assert picture.shape[1] == 3 and picture.shape[-1] == 192

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gdvision.attack.solver import perturbation_stats
+from gdvision.attack import perturbation_stats
 from gdvision.cli.app import app
 from gdvision.io.images import read_image, write_json, write_png
 
@@ -182,3 +182,103 @@ def test_attack_manifest_logs_each_pair(pair, tmp_path) -> None:
     assert shifted["homography"] == [[1, 0, 3], [0, 1, -2], [0, 0, 1]]
     res = runner.invoke(app, [*args, "--resume", "--min-metric", "success=1"])
     assert res.exit_code == 1 and "regression" in res.output  # 2 steps cannot make them match
+
+
+# --------------------------------------------------------------------------- a run that succeeds; same seed, same bytes
+
+# A targeted attack that succeeds quickly for real: small crops of two different parts of a photo (no match before),
+# a large budget (32/255) from the texture start, one Adam step, the top 200 Hessian keypoints.
+SUCCEEDS = ["--eps", "32/255", "--steps", "1", "--max-features", "200", "--no-opencv", "--device", "cpu"]
+
+
+@pytest.fixture(scope="module")
+def succeeded(tmp_path_factory, natural_gray: np.ndarray):
+    d = tmp_path_factory.mktemp("attack_small")
+    write_png(d / "a.png", natural_gray[60:124, 40:120])
+    write_png(d / "b.png", natural_gray[330:394, 300:380])
+    out = d / "adv"
+    args = ["attack", str(d / "a.png"), str(d / "b.png"), "--out-dir", str(out), *SUCCEEDS, "--seed", "5", "--json"]
+    res = runner.invoke(app, args)
+    snapshot = {f.name: f.read_bytes() for f in sorted(out.iterdir())}
+    return d, out, args, res, snapshot
+
+
+def test_targeted_attack_succeeds_and_exits_0(succeeded) -> None:
+    """The attack reaches the success rule (>= 30 inliers, corner error < 5 px), checked again on the saved PNGs."""
+    import torch
+
+    from gdvision.coords import mean_corner_error
+    from gdvision.features import FeatureConfig, MatchConfig, match_images
+
+    d, out, _, res, _ = succeeded
+    assert res.exit_code == 0, res.output
+    rep = json.loads(res.stdout)
+    assert rep["gdvision_before"]["success"] is False and rep["gdvision_before"]["inliers"] < 30
+    assert rep["gdvision_after"]["success"] is True
+    feats = FeatureConfig(detector="hessian", max_features=200, double_first=False, contrast_threshold=0.0)
+    adv_a, adv_b = (read_image(out / f"{s}_adv.png").tensor() for s in ("a", "b"))
+    m = match_images(adv_a, adv_b, MatchConfig(features=feats, seed=5))
+    ce = float(mean_corner_error(m.model, torch.eye(3, dtype=torch.float64), 64, 80))
+    assert int(m.inliers.sum()) >= 30 and ce < 5.0
+    assert int(m.inliers.sum()) == rep["gdvision_after"]["inliers"]
+    for s in ("a", "b"):
+        stats = perturbation_stats(read_image(out / f"{s}_adv.png").tensor(), read_image(d / f"{s}.png").tensor())
+        assert stats["linf_255"] <= 32 + 1e-4
+
+
+def test_outputs_are_kept_unless_overwrite_and_same_seed_gives_same_bytes(succeeded) -> None:
+    """A second run into the same folder is refused (exit 2, before any work) and changes nothing; with --overwrite
+    it runs again and, with the same --seed, writes the same bytes (report.json: all but the timing)."""
+    _, out, args, res, snapshot = succeeded
+    assert res.exit_code == 0, res.output
+    assert set(snapshot) == {"a_adv.png", "b_adv.png", "a_delta.png", "b_delta.png", "matches.png", "report.json"}
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2
+    assert "exists" in refused.output and "--overwrite" in refused.output
+    assert {f.name: f.read_bytes() for f in sorted(out.iterdir())} == snapshot
+    again = runner.invoke(app, [*args, "--overwrite"])
+    assert again.exit_code == 0, again.output
+    now = {f.name: f.read_bytes() for f in sorted(out.iterdir())}
+    assert set(now) == set(snapshot)
+    for name in snapshot:
+        if name == "report.json":
+            old, new = json.loads(snapshot[name]), json.loads(now[name])
+            assert old.pop("seconds") >= 0 and new.pop("seconds") >= 0
+            assert old == new
+        else:
+            assert now[name] == snapshot[name], name
+
+
+def test_usage_errors_come_before_torch(tmp_path) -> None:
+    """Bad option values, an existing output and an output that would replace an input: exit 2, no torch import."""
+    import subprocess
+    import sys
+
+    (tmp_path / "adv").mkdir()
+    write_png(tmp_path / "adv" / "a_adv.png", np.zeros((20, 20), dtype=np.float32))  # an earlier run's output
+    for name in ("a.png", "b.png", "a_adv.png"):
+        write_png(tmp_path / name, np.zeros((20, 20), dtype=np.float32))
+    a, b, b_named_like_output = (str(tmp_path / n) for n in ("a.png", "b.png", "a_adv.png"))
+    cases = [
+        ([a, b, "--out-dir", str(tmp_path / "o"), "--eps", "0"], "--eps"),
+        ([a, b, "--out-dir", str(tmp_path / "o"), "--mode", "steal"], "--mode"),
+        ([a, b, "--out-dir", str(tmp_path / "o"), "--lr", "2"], "--lr"),
+        ([a, b, "--out-dir", str(tmp_path / "o"), "--init", "noise"], "--init"),
+        ([a, b, "--out-dir", str(tmp_path / "adv")], "--overwrite"),
+        ([a, b_named_like_output, "--out-dir", str(tmp_path)], "would overwrite input"),
+    ]
+    code = (
+        "import json, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from gdvision.cli.app import app\n"
+        "out = []\n"
+        f"for args in {[c[0] for c in cases]!r}:\n"
+        "    r = CliRunner().invoke(app, ['attack', *args])\n"
+        "    out.append([r.exit_code, r.output])\n"
+        "print(json.dumps({'torch': 'torch' in sys.modules, 'runs': out}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    for (exit_code, output), (_, needle) in zip(got["runs"], cases, strict=True):
+        assert exit_code == 2 and needle in output, output
+    assert got["torch"] is False
