@@ -100,6 +100,10 @@ def register(
     so cv2.warpPerspective(A, H, (wB, hB)) approximates B. Multi-scale Gauss-Newton / Levenberg-Marquardt
     on a photometric loss, after a coarse global search.
 
+    Every result is judged without ground truth: a constant image is refused before solving, and a result
+    whose overlap or gradient orientation agreement is too low (unrelated images, a failed solve) exits 1
+    naming that measure; its files are not written. --json carries the verdict and its measures.
+
     Examples:
 
       gdvision register a.png b.png --out H.json --out-overlay check.png
@@ -153,6 +157,7 @@ def _run_single(a: Path, b: Path, cfg: Any, dev: Any, opts: dict[str, Any]) -> N
         emit_json(record)
     else:
         msg = f"registered {a.name} -> {b.name} ({cfg.model}, {cfg.loss}) in {record['seconds']:.3f} s"
+        msg += f"; gradient agreement {record['verdict']['measures']['gradient_agreement']:.3f}"
         if "corner_error_px" in record:
             msg += f"; mean corner error {record['corner_error_px']:.4f} px"
         say(quiet, msg)
