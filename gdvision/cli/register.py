@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -26,22 +25,11 @@ from .common import (
     progress_bar,
     run_manifest_command,
     say,
+    validated,
 )
 
 # RegisterConfig field -> the flag that sets it (library errors name fields; the CLI shows flags)
 _FLAGS = {"model": "--model", "loss": "--loss", "levels": "--levels", "iters": "--iters", "lr": "--lr", "tol": "--tol"}
-
-
-def _config(**fields: Any) -> Any:
-    """The validated RegisterConfig (no torch import); a UsageError names the flag instead of the field."""
-    from gdvision.register.config import RegisterConfig
-
-    try:
-        return RegisterConfig(**fields).validate()
-    except UsageError as exc:
-        fields_re = r"(?<![\w-])(" + "|".join(_FLAGS) + r")(?![\w-])"
-        msg = re.sub(fields_re, lambda m: _FLAGS[m.group(1)], str(exc), count=1)
-        raise UsageError(msg) from None
 
 
 @handle_errors
@@ -116,7 +104,9 @@ def register(
     """
     check_positive("--batch-size", batch_size)
     check_positive("--max-error", max_error, allow_zero=True)
-    cfg = _config(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol)
+    from gdvision.register.config import RegisterConfig
+
+    cfg = validated(RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol), _FLAGS)
     manifest = manifest or pairs
     check_manifest_usage(manifest, out_dir, [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt])
     if manifest is None and (a is None or b is None):
