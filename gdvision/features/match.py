@@ -230,7 +230,7 @@ def match_images(a: torch.Tensor, b: torch.Tensor, config: MatchConfig | None = 
             fb = detect_and_describe(b, cfg.features)
     res = match_features(fa, fb, cfg, (a.shape[-1], a.shape[-2]))
     if cfg.refine:
-        from gdvision.register.solver import RegisterConfig, register_pair
+        from gdvision.register import RegisterConfig, register_pair
 
         reg = register_pair(a, b, RegisterConfig(model="homography", coarse_search=False), init=res.model[None])
         res.model = reg.H[0].to(torch.float64)
