@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -27,6 +24,7 @@ from .common import (
     progress_bar,
     run_manifest_command,
     say,
+    validated,
 )
 
 # DepthConfig field (and option) names -> the flags that set them
@@ -40,27 +38,7 @@ _FLAGS = {
     "levels": "--levels",
     "init": "--init",
     "sweep_planes": "--planes",
-    "gt_kind": "--gt-kind",
 }
-
-
-@contextlib.contextmanager
-def flag_names(flags: dict[str, str]) -> Iterator[None]:
-    """Re-raise a UsageError from a config with its field names replaced by the CLI's flags.
-
-    >>> with flag_names({"min_depth": "--min-depth"}):
-    ...     raise UsageError("min_depth must be > 0, got -1")
-    Traceback (most recent call last):
-    ...
-    gdvision.errors.UsageError: --min-depth must be > 0, got -1
-    """
-    try:
-        yield
-    except UsageError as exc:
-        msg = str(exc)
-        for field, flag in flags.items():
-            msg = re.sub(rf"(?<![\w-]){field}(?![\w-])", flag, msg)
-        raise UsageError(msg) from None
 
 
 @handle_errors
@@ -150,20 +128,21 @@ def depth(
     from gdvision._checks import check_choice
     from gdvision.depth.config import DepthConfig
 
-    cfg = DepthConfig(
-        min_depth=min_depth,
-        max_depth=max_depth,
-        alpha=alpha,
-        smoothness=smoothness,
-        iters=iters,
-        finest_iters=finest_iters,
-        levels=levels,
-        init=init,
-        sweep_planes=planes or None,
+    cfg = validated(
+        DepthConfig(
+            min_depth=min_depth,
+            max_depth=max_depth,
+            alpha=alpha,
+            smoothness=smoothness,
+            iters=iters,
+            finest_iters=finest_iters,
+            levels=levels,
+            init=init,
+            sweep_planes=planes or None,
+        ),
+        _FLAGS,
     )
-    with flag_names(_FLAGS):
-        cfg.validate()
-        check_choice(gt_kind, "gt_kind", ("depth", "disparity"))
+    check_choice(gt_kind, "--gt-kind", ("depth", "disparity"))
     if manifest is not None:
         from gdvision.tasks.depth import DepthJob
 

@@ -148,7 +148,7 @@ class DepthConfig:
             if v is not None and not (lo <= v <= hi):
                 raise UsageError(f"{name} must be between {lo:g} and {hi:g}, got {v}")
         if self.min_depth is not None and self.max_depth is not None and self.min_depth >= self.max_depth:
-            raise UsageError(f"min_depth ({self.min_depth}) must be smaller than max_depth ({self.max_depth})")
+            raise UsageError(f"min_depth ({self.min_depth}) must be smaller than the maximum depth ({self.max_depth})")
 
 
 @dataclass
