@@ -21,19 +21,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from gdvision.attack.config import (
-    DEFAULT_INIT,
-    DEFAULT_LR,
-    INITS,
-    LOSSES,
-    MODES,
-    PERTURB,
-    AttackConfig,
-    default_attack_features,
-)
+from gdvision._lazy import lazy_exports
+from gdvision.attack import config as _config
+from gdvision.attack.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
 _LAZY = {
     "AttackProgress": "solver",
@@ -62,20 +52,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"gdvision.attack.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'gdvision.attack' has no attribute '{name}'")
-
-
-__all__ = [
-    "DEFAULT_INIT",
-    "DEFAULT_LR",
-    "INITS",
-    "LOSSES",
-    "MODES",
-    "PERTURB",
-    "AttackConfig",
-    "default_attack_features",
-    *_LAZY,
-]
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__ = [*_config.__all__, *_LAZY]

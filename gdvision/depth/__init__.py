@@ -21,8 +21,7 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from gdvision._lazy import lazy_exports
 
 _WHERE = {
     "View": "config",
@@ -42,13 +41,4 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'gdvision.depth' has no attribute '{name}'")
-    value = getattr(importlib.import_module(f"gdvision.depth.{_WHERE[name]}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *__all__])
+__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

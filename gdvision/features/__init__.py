@@ -18,10 +18,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from gdvision.features.config import DETECTORS, MATCH_MODELS, MATCHERS, FeatureConfig, MatchConfig
+from gdvision._lazy import lazy_exports
+from gdvision.features import config as _config
+from gdvision.features.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
 _LAZY = {
     "Features": "match",
@@ -35,10 +34,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"gdvision.features.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'gdvision.features' has no attribute '{name}'")
-
-
-__all__ = ["DETECTORS", "MATCHERS", "MATCH_MODELS", "FeatureConfig", "MatchConfig", *_LAZY]
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__ = [*_config.__all__, *_LAZY]

@@ -15,10 +15,9 @@ Example:
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
-from gdvision.register.config import LOSSES, MODELS, RegisterConfig, RegistrationResult
+from gdvision._lazy import lazy_exports
+from gdvision.register import config as _config
+from gdvision.register.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
 _LAZY = {
     "register_batch": "solver",
@@ -30,21 +29,5 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(f"gdvision.register.{_LAZY[name]}"), name)
-    raise AttributeError(f"module 'gdvision.register' has no attribute '{name}'")
-
-
-__all__ = [
-    "LOSSES",
-    "MODELS",
-    "RegisterConfig",
-    "RegistrationResult",
-    "Verdict",
-    "judge",
-    "measure",
-    "register_batch",
-    "register_pair",
-    "texture",
-]
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
+__all__ = sorted([*_config.__all__, *_LAZY])
