@@ -130,14 +130,6 @@ def match_loaded(
     return res, rec, (ta, tb)
 
 
-def claim_outputs(policy: OutputPolicy, outputs: dict[str, Path | None]) -> dict[str, Path]:
-    """Claim every given output (``{flag: path or None}``) through ``policy``: ``{flag: real path}``.
-
-    UsageError (exit 2) when one is an input, exists (without ``--overwrite``), or two flags name one file.
-    """
-    return {flag: policy.claim(p, owner=flag) for flag, p in outputs.items() if p is not None}
-
-
 def run_match(
     a: Path,
     b: Path,
@@ -157,7 +149,7 @@ def run_match(
     device or its name (``auto``, ``cpu``, ``cuda:1``...); ``seed``: seeds every RNG (None: left as they are).
     """
     policy = OutputPolicy(None, inputs=[a, b, gt], overwrite=overwrite)
-    paths = claim_outputs(policy, {"--out": out, "--out-matches": out_matches, "--out-viz": out_viz})
+    paths = policy.claim_all({"--out": out, "--out-matches": out_matches, "--out-viz": out_viz})
     device = resolve_device(str(device))
     seed_everything(seed)
     img_a, img_b = read_image(a), read_image(b)
@@ -189,4 +181,4 @@ class MatchJob(PairJob):
         return self.finish(outcomes)
 
 
-__all__ = ["MatchJob", "claim_outputs", "match_loaded", "match_record", "matches_record", "run_match"]
+__all__ = ["MatchJob", "match_loaded", "match_record", "matches_record", "run_match"]

@@ -32,7 +32,7 @@ Example:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from gdvision.errors import UsageError
@@ -120,11 +120,29 @@ class OutputPolicy:
             raise UsageError(f"output '{shown}' would overwrite input '{self._inputs[rp]}'")
         prev = self._claimed.get(rp)
         if prev is not None and owner is not None and prev != owner:
-            raise UsageError(f"output '{shown}' is written by both {prev} and {owner}: give them different ids")
+            raise UsageError(f"output '{shown}' is written by both {prev} and {owner}: give each its own file")
         if os.path.lexists(rp) and not (self.overwrite or self.resume or existing_ok):
             raise UsageError(f"output '{shown}' exists: pass {self.flags} to replace it")
         self._claimed[rp] = owner or shown
         return rp
+
+    def claim_all(self, outputs: Mapping[str, str | os.PathLike[str] | None]) -> dict[str, Path]:
+        """Claim each output of ``{owner: path or None}`` (None: not asked for), the key as its owner: ``{owner: real
+        path}``.
+
+        The single-item form: the keys are the flags that name the outputs (``--out``, ``--out-viz``...), so a refusal
+        names the flag, and two flags given one file are refused (UsageError, exit 2).
+
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> sorted(OutputPolicy(None).claim_all({"--out": d / "r.json", "--out-viz": None}))
+        ['--out']
+        >>> OutputPolicy(None).claim_all({"--out": d / "r.json", "--out-viz": d / "r.json"})
+        Traceback (most recent call last):
+        ...
+        gdvision.errors.UsageError: output '...r.json' is written by both --out and --out-viz: give each its own file
+        """
+        return {owner: self.claim(p, owner=owner) for owner, p in outputs.items() if p is not None}
 
 
 __all__ = ["OutputPolicy", "real_path", "safe_id"]

@@ -252,11 +252,7 @@ def register_files(
     exists without ``overwrite``, is a UsageError (exit 2) and nothing is written.
     """
     policy = OutputPolicy(None, inputs=[a, b, mask_a, mask_b, init, gt], overwrite=overwrite)
-    claimed = {
-        flag: policy.claim(p, owner=flag)
-        for flag, p in (("--out", out), ("--out-warped", out_warped), ("--out-overlay", out_overlay))
-        if p is not None
-    }
+    claimed = policy.claim_all({"--out": out, "--out-warped": out_warped, "--out-overlay": out_overlay})
     img_a, img_b = read_image(a), read_image(b)
     pair = Pair(img_a, img_b, read_mask(mask_a, img_a, device), read_mask(mask_b, img_b, device))
     pair.init = read_matrix(init, "--init") if init is not None else None
