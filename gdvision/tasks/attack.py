@@ -1,8 +1,8 @@
 """The ``attack`` task: read a pair, attack it, evaluate on the saved 8-bit pixels, write every output.
 
-One function does the file-level work for both modes: :func:`attack_pair_files`. ``gdvision attack A B`` calls
-:func:`run_attack`, which builds the run's :class:`~gdvision.tasks.outputs.OutputPolicy`; ``--manifest`` runs call
-it through :class:`AttackJob` with the item's policy (:meth:`gdvision.runs.engine.Item.claim`). Every output is
+One function does the file-level work for both modes: :func:`run_attack`. ``gdvision attack A B`` calls it without
+``claim``, so it builds the run's own :class:`~gdvision.tasks.outputs.OutputPolicy`; ``--manifest`` runs call it
+through :class:`AttackJob` with the item's claim (:meth:`gdvision.runs.engine.Item.claim`). Every output is
 claimed before anything is read or solved (an attack takes minutes: a refused output must not come after it).
 
 Outputs in ``out_dir``: ``<stem>_adv.png`` and ``<stem>_delta.png`` (the perturbation magnified) for each perturbed
@@ -43,7 +43,7 @@ def output_names(a: Path, b: Path, perturb: str) -> dict[str, str]:
 
 
 def output_files(a: Path, b: Path, perturb: str, out_dir: Path) -> dict[str, Path]:
-    """Every file :func:`attack_pair_files` writes for this pair, by its key in the report's ``files``.
+    """Every file :func:`run_attack` writes for this pair, by its key in the report's ``files``.
 
     >>> sorted(output_files(Path("a.png"), Path("b.png"), "a", Path("out")))
     ['adv_a', 'delta_a', 'matches', 'report']
@@ -63,7 +63,7 @@ def _check_inputs(paths: list[Path | None]) -> None:
             raise UsageError(f"file not found: '{p}'")
 
 
-def attack_pair_files(
+def run_attack(
     a: Path,
     b: Path,
     out_dir: Path,
@@ -73,7 +73,8 @@ def attack_pair_files(
     mask: Path | None = None,
     mask_b: Path | None = None,
     *,
-    claim: Callable[[Path], Path],
+    claim: Callable[[Path], Path] | None = None,
+    overwrite: bool = False,
     device: str = "auto",
     seed: int | None = None,
     opencv: bool = True,
@@ -82,13 +83,21 @@ def attack_pair_files(
     """Attack the pair (A, B) as ``cfg`` says, write the outputs into ``out_dir``, return the report (JSON-able).
 
     ``claim(path)`` checks each output against the run's output policy and returns the path to write (see
-    :meth:`gdvision.tasks.outputs.OutputPolicy.claim`); every output is claimed first. ``target_h`` (match) /
-    ``true_h`` (unmatch): JSON homographies A -> B in pixels; by default identity (match, equal sizes only) or what
-    gdvision ``match`` finds on the clean pair (unmatch). ``mask`` / ``mask_b``: where the perturbation may be
-    nonzero (``mask`` for both images unless ``mask_b``). ``report["gdvision_after"]["success"]`` says whether the
-    attack succeeded.
+    :meth:`gdvision.tasks.outputs.OutputPolicy.claim`); every output is claimed first. Without ``claim``
+    (``gdvision attack A B``) the run gets its own policy: nothing is written outside ``out_dir``, no input is
+    replaced, and an existing output is refused (UsageError, exit 2) unless ``overwrite``.
+
+    ``target_h`` (match) / ``true_h`` (unmatch): JSON homographies A -> B in pixels; by default identity (match,
+    equal sizes only) or what gdvision ``match`` finds on the clean pair (unmatch). ``mask`` / ``mask_b``: where the
+    perturbation may be nonzero (``mask`` for both images unless ``mask_b``). ``report["gdvision_after"]["success"]``
+    says whether the attack succeeded.
     """
-    _check_inputs([a, b, target_h, true_h, mask, mask_b])
+    inputs = [a, b, target_h, true_h, mask, mask_b]
+    _check_inputs(inputs)
+    if claim is None:
+        policy = OutputPolicy(out_dir, inputs=inputs, overwrite=overwrite)
+        policy.check_out_dir()
+        claim = policy.claim
     names = output_files(a, b, cfg.perturb, out_dir)
     dest = {key: claim(path) for key, path in names.items()}
 
@@ -156,47 +165,6 @@ def attack_pair_files(
     return report
 
 
-def run_attack(
-    a: Path,
-    b: Path,
-    out_dir: Path,
-    cfg: AttackConfig,
-    target_h: Path | None = None,
-    true_h: Path | None = None,
-    mask: Path | None = None,
-    mask_b: Path | None = None,
-    *,
-    overwrite: bool = False,
-    device: str = "auto",
-    seed: int | None = None,
-    opencv: bool = True,
-    progress: Callable[[Any], None] | None = None,
-) -> dict[str, Any]:
-    """``gdvision attack A B``: :func:`attack_pair_files` under the run's output policy.
-
-    Nothing is written outside ``out_dir``, no input is replaced, and an existing output is refused (UsageError,
-    exit 2) unless ``overwrite``.
-    """
-    inputs = [p for p in (a, b, target_h, true_h, mask, mask_b) if p is not None]
-    policy = OutputPolicy(out_dir, inputs=inputs, overwrite=overwrite)
-    policy.check_out_dir()
-    return attack_pair_files(
-        a,
-        b,
-        out_dir,
-        cfg,
-        target_h,
-        true_h,
-        mask,
-        mask_b,
-        claim=policy.claim,
-        device=device,
-        seed=seed,
-        opencv=opencv,
-        progress=progress,
-    )
-
-
 def attack_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The numbers of a report that a batch log keeps: success, inliers and corner error after, PSNR, L-inf.
 
@@ -245,7 +213,7 @@ class AttackJob:
         out = []
         for item, _ in group:
             opt = {k: item.path(k) for k in ("target_h", "true_h", "mask") if item.get(k)}
-            report = attack_pair_files(
+            report = run_attack(
                 item.path("a"),
                 item.path("b"),
                 item.out,
@@ -261,4 +229,4 @@ class AttackJob:
         return out
 
 
-__all__ = ["AttackJob", "attack_metrics", "attack_pair_files", "output_files", "output_names", "run_attack"]
+__all__ = ["AttackJob", "attack_metrics", "output_files", "output_names", "run_attack"]
