@@ -47,7 +47,7 @@ from gdvision.attack import (  # noqa: E402
     perturbation_stats,
     success,
 )
-from gdvision.features.match import MatchConfig  # noqa: E402
+from gdvision.features import MatchConfig  # noqa: E402
 from gdvision.io.images import read_image, write_png  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent

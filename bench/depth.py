@@ -66,7 +66,7 @@ def fill_holes_middlebury(disp: np.ndarray) -> np.ndarray:
 
 
 def score(disp: np.ndarray, gt: np.ndarray, f: float, base: float, doffs: float, common: np.ndarray) -> dict:
-    from gdvision.depth.metrics import depth_metrics, disparity_metrics, disparity_to_depth
+    from gdvision.depth import depth_metrics, disparity_metrics, disparity_to_depth
 
     gz = disparity_to_depth(gt, f, base, doffs)
     z = disparity_to_depth(disp, f, base, doffs)
@@ -103,8 +103,7 @@ def main() -> None:
     import imageio.v3 as iio
     import torch
 
-    from gdvision.depth.metrics import depth_to_disparity
-    from gdvision.depth.solver import DepthConfig, View, estimate_depth
+    from gdvision.depth import DepthConfig, View, depth_to_disparity, estimate_depth
 
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)

@@ -40,7 +40,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from gdvision.filters.separable import gradient_magnitude  # noqa: E402
+from gdvision.filters import gradient_magnitude  # noqa: E402
 
 
 def _peers(x: torch.Tensor, threads: int) -> dict[str, Callable[[], object]]:

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import synthetic  # noqa: E402
 
 from gdvision.coords import mean_corner_error  # noqa: E402
-from gdvision.features.match import FeatureConfig, MatchConfig, detect_and_describe, match_images  # noqa: E402
+from gdvision.features import FeatureConfig, MatchConfig, detect_and_describe, match_images  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
