@@ -3,6 +3,7 @@
 ``resolve_device("auto")`` picks CUDA when available, else MPS, else CPU. An explicit device that is not
 present (``cuda`` without a GPU, ``cuda:3`` on a one-GPU machine, ``mps`` off Apple silicon) raises a
 :class:`~gdvision.errors.UsageError` with a one-line message instead of failing later inside torch.
+``parse_device`` checks the syntax alone, without importing torch (for usage errors that must come fast).
 """
 
 from __future__ import annotations
@@ -15,17 +16,34 @@ from gdvision.errors import UsageError
 if TYPE_CHECKING:
     import torch
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(:(\d+))?$")
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda)(?::(\d+))?$")
+
+
+def parse_device(spec: str) -> tuple[str, int | None]:
+    """Check the syntax of ``auto|cpu|cuda|cuda:N|mps`` without importing torch: ``(kind, index or None)``.
+
+    Whether the device exists is :func:`resolve_device`'s question (it needs torch); a string that names no
+    device at all is a :class:`~gdvision.errors.UsageError` here, so that a command can refuse it in milliseconds.
+
+    Example:
+        >>> parse_device("cuda:1"), parse_device(" CPU ")
+        (('cuda', 1), ('cpu', None))
+        >>> parse_device("tpu")
+        Traceback (most recent call last):
+        ...
+        gdvision.errors.UsageError: unknown device 'tpu': use auto, cpu, cuda, cuda:N or mps
+    """
+    m = _DEVICE_RE.match(spec.strip().lower())
+    if not m or (m.group(2) is not None and m.group(1) != "cuda"):
+        raise UsageError(f"unknown device '{spec}': use auto, cpu, cuda, cuda:N or mps")
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
 
 
 def resolve_device(spec: str = "auto") -> torch.device:
     """Turn ``auto|cpu|cuda|cuda:N|mps`` into a :class:`torch.device` that exists on this machine."""
+    kind, index = parse_device(spec)
     import torch
 
-    m = _DEVICE_RE.match(spec.strip().lower())
-    if not m or (m.group(2) and m.group(1) != "cuda"):
-        raise UsageError(f"unknown device '{spec}': use auto, cpu, cuda, cuda:N or mps")
-    kind = m.group(1)
     if kind == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -40,7 +58,7 @@ def resolve_device(spec: str = "auto") -> torch.device:
         return torch.device("mps")
     if not torch.cuda.is_available():
         raise UsageError(f"device '{spec}' is not available: no CUDA GPU found (use --device cpu)")
-    index = int(m.group(3)) if m.group(3) else 0
+    index = index or 0
     if index >= torch.cuda.device_count():
         raise UsageError(f"device '{spec}' is not available: {torch.cuda.device_count()} CUDA GPU(s) found")
     return torch.device("cuda", index)

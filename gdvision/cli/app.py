@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from . import attack as _attack
@@ -10,6 +12,7 @@ from . import depth as _depth
 from . import edges as _edges
 from . import match as _match
 from . import register as _register
+from .common import emit_json
 
 app = typer.Typer(
     name="gdvision",
@@ -51,8 +54,37 @@ def _root(
 
 
 def main() -> None:
-    """Console-script entry point."""
-    app()
+    """Console-script entry point.
+
+    A value that click itself rejects (``--batch-size abc``, an unknown option) is reported like every other usage
+    error: one ``error: ...`` line on stderr, ``{"error": ..., "exit_code": 2}`` on stdout when ``--json`` is
+    given, exit 2. A command called without arguments still prints its help (exit 2).
+    """
+    try:  # the click that typer runs on: its own copy in recent typer, else click itself
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer
+        from click import exceptions as click  # type: ignore[no-redef]
+
+    try:
+        code = app(standalone_mode=False)
+    except click.NoArgsIsHelpError as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        message = " ".join(exc.format_message().split()).rstrip(".")
+        if exc.ctx is not None:
+            message += f" (see '{exc.ctx.command_path} --help')"
+        typer.echo(f"error: {message}", err=True)
+        if "--json" in sys.argv[1:]:
+            emit_json({"error": message, "exit_code": exc.exit_code})
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        typer.echo("Aborted!", err=True)
+        sys.exit(1)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

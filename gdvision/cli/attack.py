@@ -10,24 +10,8 @@ import typer
 from gdvision.attack.config import DEFAULT_INIT, DEFAULT_LR, AttackConfig, default_attack_features
 from gdvision.errors import UsageError
 
-from .common import (
-    DeviceOpt,
-    JsonOpt,
-    ManifestOpt,
-    MaxMetricOpt,
-    MinMetricOpt,
-    OverwriteOpt,
-    QuietOpt,
-    ResumeOpt,
-    SeedOpt,
-    check_manifest_usage,
-    emit_json,
-    handle_errors,
-    progress_bar,
-    run_manifest_command,
-    say,
-    validated,
-)
+from . import common as opts
+from .common import emit_json, handle_errors, progress_bar, say
 
 # config field -> the flag that sets it (library errors name fields; the CLI shows flags)
 _FLAGS = {
@@ -53,6 +37,7 @@ def parse_eps(text: str) -> float:
 
 
 @handle_errors
+@opts.manifest_options()
 def attack(
     out_dir: Annotated[
         Path, typer.Option(help="Folder for <stem>_adv.png, <stem>_delta.png, report.json and matches.png.")
@@ -116,15 +101,12 @@ def attack(
     ] = 0,
     max_features: Annotated[int, typer.Option(help="Hessian keypoints kept per image (top-K).")] = 2500,
     no_opencv: Annotated[bool, typer.Option("--no-opencv", help="Skip the OpenCV SIFT transfer check.")] = False,
-    device: DeviceOpt = "auto",
-    manifest: ManifestOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: OverwriteOpt = False,
-    min_metric: MinMetricOpt = None,
-    max_metric: MaxMetricOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    seed: SeedOpt = None,
+    device: opts.DeviceOpt = "auto",
+    overwrite: opts.OverwriteOpt = False,
+    json_out: opts.JsonOpt = False,
+    quiet: opts.QuietOpt = False,
+    seed: opts.SeedOpt = None,
+    **batch: Any,
 ) -> None:
     """Optimise pixels, within an L-inf budget, to fool gdvision's feature matching (Hessian + SIFT + RANSAC).
 
@@ -157,7 +139,7 @@ def attack(
         raise UsageError("--true-h is for --mode unmatch; give the homography to fake with --target-h")
     feats = default_attack_features()
     feats.max_features = max_features
-    cfg = validated(
+    cfg = opts.validated(
         AttackConfig(
             mode=mode,
             eps=eps_v,
@@ -174,11 +156,12 @@ def attack(
         ),
         _FLAGS,
     )
-    check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
+    manifest = batch["manifest"]
+    opts.check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
     if manifest is not None:
         from gdvision.tasks.attack import AttackJob
 
-        run_manifest_command(lambda d: AttackJob(cfg, str(d), seed, not no_opencv), locals())
+        opts.run_manifest_command(lambda d: AttackJob(cfg, str(d), seed, not no_opencv), {**locals(), **batch})
         return
     if a is None or b is None:
         raise UsageError("give two images A and B, or --manifest FILE")
@@ -192,15 +175,13 @@ def attack(
                 info += f"  H-consistent matches {pr.consistent}"
             update(completed=pr.iteration, total=pr.steps, info=info)
 
+        files = {"target_h": target_h, "true_h": true_h, "mask": mask, "mask_b": mask_b}
         report = run_attack(
             a,
             b,
             out_dir,
             cfg,
-            target_h,
-            true_h,
-            mask,
-            mask_b,
+            **files,
             overwrite=overwrite,
             device=device,
             seed=seed,

@@ -8,6 +8,7 @@ to get the traceback of an unexpected error.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -27,7 +28,90 @@ QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar o
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object on stdout.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducible runs.")]
 
+# Options of manifest mode (``--manifest``), shared by the commands that have them.
+ManifestOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--manifest",
+        help="CSV (header row) or JSON Lines file with one item per row: run them all (needs --out-dir). "
+        "Columns per command: see docs/batch.md. Works under torchrun for several processes/machines.",
+    ),
+]
+PairsOpt = Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")]
+OutDirOpt = Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")]
+ResumeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--resume",
+        help="With --manifest: continue the earlier run in --out-dir with the same options (finished items are "
+        "kept, the others redone).",
+    ),
+]
+OverwriteOpt = Annotated[
+    bool,
+    typer.Option(
+        help="Replace existing outputs, never an input (with --manifest: redo every item; old logs are set aside)."
+    ),
+]
+MaxCornerErrorOpt = Annotated[
+    float | None, typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px).")
+]
+MinMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--min-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is below VALUE (repeatable)."
+    ),
+]
+MaxMetricOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--max-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is above VALUE (repeatable)."
+    ),
+]
+
 F = TypeVar("F", bound=Callable[..., Any])
+
+# The options that only manifest mode reads, in the order --help lists them: (annotation, default).
+_MANIFEST_OPTIONS: dict[str, tuple[Any, Any]] = {
+    "manifest": (ManifestOpt, None),
+    "pairs": (PairsOpt, None),
+    "out_dir": (OutDirOpt, None),
+    "resume": (ResumeOpt, False),
+    "max_error": (MaxCornerErrorOpt, None),
+    "min_metric": (MinMetricOpt, None),
+    "max_metric": (MaxMetricOpt, None),
+}
+
+
+def manifest_options(*extra: str) -> Callable[[F], F]:
+    """Decorator: give a command ``--manifest``, ``--resume``, ``--min-metric``, ``--max-metric`` and ``extra``.
+
+    ``extra``: any of ``pairs`` (hidden old name of --manifest), ``out_dir`` (a results folder that only
+    manifest mode uses) and ``max_error`` (on the median corner error). The options are appended to the
+    command's signature (typer reads ``__signature__``) as keyword-only parameters, and the command takes them
+    in one ``**batch`` argument: the dict that :func:`check_manifest_usage` and :func:`run_manifest_command` read.
+
+    Example:
+        >>> import inspect
+        >>> @manifest_options("max_error")
+        ... def cmd(x: int = 0, **batch: Any) -> None: ...
+        >>> list(inspect.signature(cmd).parameters)
+        ['x', 'manifest', 'resume', 'max_error', 'min_metric', 'max_metric']
+    """
+    names = {"manifest", "resume", "min_metric", "max_metric", *extra}
+
+    def decorate(func: F) -> F:
+        sig = inspect.signature(func, eval_str=True)
+        own = [p for p in sig.parameters.values() if p.kind is not inspect.Parameter.VAR_KEYWORD]
+        kw = inspect.Parameter.KEYWORD_ONLY
+        added = [
+            inspect.Parameter(n, kw, annotation=a, default=d) for n, (a, d) in _MANIFEST_OPTIONS.items() if n in names
+        ]
+        func.__signature__ = sig.replace(parameters=own + added)  # type: ignore[attr-defined]
+        func.__annotations__.update({p.name: p.annotation for p in added})
+        return func
+
+    return decorate
 
 
 def fail(message: str, code: int, json_out: bool = False) -> None:
@@ -43,12 +127,17 @@ def handle_errors(func: F) -> F:
 
     When the command was called with ``json_out=True`` (``--json``), a fatal error also prints
     ``{"error": "...", "exit_code": n}`` on stdout, so that a script reading stdout always gets one JSON object.
+    A ``device`` option that names no device (``--device tpu``) is refused first, before torch is imported.
     """
 
     @wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         js = bool(kwargs.get("json_out", False))
         try:
+            if isinstance(kwargs.get("device"), str):
+                from gdvision.device import parse_device
+
+                parse_device(kwargs["device"])
             return func(*args, **kwargs)
         except typer.Exit:
             raise
@@ -104,16 +193,6 @@ def validated(cfg: Any, flags: dict[str, str]) -> Any:
     return cfg
 
 
-def check_output(path: Path | None, inputs: list[Path]) -> None:
-    """UsageError when an output path would overwrite one of the inputs (superseded by OutputPolicy; unused soon)."""
-    if path is None:
-        return
-    rp = path.resolve()
-    for inp in inputs:
-        if inp.exists() and inp.resolve() == rp:
-            raise UsageError(f"output '{path}' would overwrite input '{inp}'")
-
-
 @contextlib.contextmanager
 def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callable[..., None]]:
     """A rich progress bar on stderr; yields ``update(completed=None, total=None, description=None, **fields)``.
@@ -165,39 +244,6 @@ def say(quiet: bool, message: str) -> None:
     """Print a human summary line on stderr unless quiet."""
     if not quiet:
         typer.echo(message, err=True)
-
-
-ManifestOpt = Annotated[
-    Path | None,
-    typer.Option(
-        "--manifest",
-        help="CSV (header row) or JSON Lines file with one item per row: run them all (needs --out-dir). "
-        "Columns per command: see docs/batch.md. Works under torchrun for several processes/machines.",
-    ),
-]
-ResumeOpt = Annotated[
-    bool,
-    typer.Option(
-        "--resume",
-        help="With --manifest: continue the earlier run in --out-dir with the same options (finished items are "
-        "kept, the others redone).",
-    ),
-]
-OverwriteOpt = Annotated[
-    bool, typer.Option(help="With --manifest: redo every item, replacing its outputs (old logs are set aside).")
-]
-MinMetricOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--min-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is below VALUE (repeatable)."
-    ),
-]
-MaxMetricOpt = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--max-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is above VALUE (repeatable)."
-    ),
-]
 
 
 def check_manifest_usage(manifest: Path | None, out_dir: Path | None, single: list[Any]) -> None:

@@ -9,23 +9,8 @@ import typer
 
 from gdvision.errors import UsageError
 
-from .common import (
-    DeviceOpt,
-    JsonOpt,
-    ManifestOpt,
-    MaxMetricOpt,
-    MinMetricOpt,
-    QuietOpt,
-    ResumeOpt,
-    SeedOpt,
-    check_manifest_usage,
-    emit_json,
-    handle_errors,
-    progress_bar,
-    run_manifest_command,
-    say,
-    validated,
-)
+from . import common as opts
+from .common import emit_json, handle_errors, progress_bar, say
 
 # DepthConfig field (and option) names -> the flags that set them
 _FLAGS = {
@@ -42,6 +27,7 @@ _FLAGS = {
 
 
 @handle_errors
+@opts.manifest_options()
 def depth(
     views: Annotated[
         list[Path] | None,
@@ -86,20 +72,15 @@ def depth(
     gt_kind: Annotated[
         str, typer.Option(help="depth, or disparity in pixels (rectified pair: left x matches right x - d).")
     ] = "depth",
-    manifest: ManifestOpt = None,
-    resume: ResumeOpt = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace existing outputs in --out-dir (with --manifest: redo every item).")
-    ] = False,
+    overwrite: opts.OverwriteOpt = False,
     max_error: Annotated[
         float | None, typer.Option(help="With --manifest and gt: exit 1 if the median AbsRel exceeds this.")
     ] = None,
-    min_metric: MinMetricOpt = None,
-    max_metric: MaxMetricOpt = None,
-    device: DeviceOpt = "auto",
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    seed: SeedOpt = None,
+    device: opts.DeviceOpt = "auto",
+    json_out: opts.JsonOpt = False,
+    quiet: opts.QuietOpt = False,
+    seed: opts.SeedOpt = None,
+    **batch: Any,
 ) -> None:
     """Estimate a dense depth map of the first image from calibrated views by coarse-to-fine gradient descent.
 
@@ -124,11 +105,12 @@ def depth(
       optional gt, gt_kind, min_depth, max_depth, id; outputs in out/<id>/)
     """
     del views_flag
-    check_manifest_usage(manifest, out_dir, [views, cameras, gt])
+    manifest = batch["manifest"]
+    opts.check_manifest_usage(manifest, out_dir, [views, cameras, gt])
     from gdvision._checks import check_choice
     from gdvision.depth.config import DepthConfig
 
-    cfg = validated(
+    cfg = opts.validated(
         DepthConfig(
             min_depth=min_depth,
             max_depth=max_depth,
@@ -146,7 +128,7 @@ def depth(
     if manifest is not None:
         from gdvision.tasks.depth import DepthJob
 
-        run_manifest_command(lambda d: DepthJob(cfg, gray, gt_kind, str(d), seed), locals())
+        opts.run_manifest_command(lambda d: DepthJob(cfg, gray, gt_kind, str(d), seed), {**locals(), **batch})
         return
     views = views or []
     if len(views) < 2:

@@ -3,32 +3,19 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from .common import (
-    DeviceOpt,
-    JsonOpt,
-    ManifestOpt,
-    MaxMetricOpt,
-    MinMetricOpt,
-    QuietOpt,
-    ResumeOpt,
-    check_manifest_usage,
-    check_positive,
-    emit_json,
-    handle_errors,
-    progress_bar,
-    run_manifest_command,
-    say,
-)
+from . import common as opts
+from .common import emit_json, handle_errors, progress_bar, say
 
 # How the command line shows the fields of EdgeConfig in its error messages.
 _FLAGS = {f: f"--{f}" for f in ("op", "what", "ksize", "border", "norm", "low", "high", "sigma")}
 
 
 @handle_errors
+@opts.manifest_options()
 def edges(
     out_dir: Annotated[Path, typer.Option("--out-dir", "-o", help="Folder for the results (created).")],
     inputs: Annotated[
@@ -73,16 +60,13 @@ def edges(
             "With --manifest: redo every item (old logs are set aside).",
         ),
     ] = False,
-    manifest: ManifestOpt = None,
-    resume: ResumeOpt = False,
-    min_metric: MinMetricOpt = None,
-    max_metric: MaxMetricOpt = None,
     threads: Annotated[
         int, typer.Option("--threads", help="CPU threads for torch's compute (0: torch's default, all cores).")
     ] = 0,
-    device: DeviceOpt = "auto",
-    quiet: QuietOpt = False,
-    json_out: JsonOpt = False,
+    device: opts.DeviceOpt = "auto",
+    quiet: opts.QuietOpt = False,
+    json_out: opts.JsonOpt = False,
+    **batch: Any,
 ) -> None:
     """Edge maps of images: Sobel/Scharr (magnitude, dx, dy, orientation), Laplacian or Canny.
 
@@ -113,10 +97,11 @@ def edges(
     cfg = EdgeConfig(op, what, 3 if op == "scharr" else ksize, border, norm, low, high, sigma)
     cfg.validate(names=_FLAGS)
     check_format(fmt, "--format")
-    check_manifest_usage(manifest, out_dir, [inputs])
-    check_positive("--workers", workers)
-    check_positive("--threads", threads, allow_zero=True)
-    check_positive("--batch-size", batch_size)
+    manifest = batch["manifest"]
+    opts.check_manifest_usage(manifest, out_dir, [inputs])
+    opts.check_positive("--workers", workers)
+    opts.check_positive("--threads", threads, allow_zero=True)
+    opts.check_positive("--batch-size", batch_size)
     if manifest is None and not inputs:
         raise UsageError("give image files, folders or globs, or --manifest FILE")
     if threads:
@@ -126,7 +111,7 @@ def edges(
     if manifest is not None:
         from gdvision.tasks.edges import EdgesJob
 
-        run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), locals())
+        opts.run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), {**locals(), **batch})
         return
     from gdvision.device import resolve_device
     from gdvision.io.images import list_images

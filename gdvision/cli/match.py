@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -11,24 +11,8 @@ from gdvision._checks import check_choice
 from gdvision.errors import UsageError
 from gdvision.features.config import FeatureConfig, MatchConfig
 
-from .common import (
-    DeviceOpt,
-    JsonOpt,
-    ManifestOpt,
-    MaxMetricOpt,
-    MinMetricOpt,
-    QuietOpt,
-    ResumeOpt,
-    SeedOpt,
-    check_manifest_usage,
-    emit_json,
-    fail,
-    handle_errors,
-    progress_bar,
-    run_manifest_command,
-    say,
-    validated,
-)
+from . import common as opts
+from .common import emit_json, handle_errors, progress_bar, say
 
 DetectorOpt = Annotated[
     str, typer.Option(help="dog: difference of Gaussians (Lowe's SIFT); hessian: determinant of Hessian.")
@@ -74,6 +58,7 @@ def _feature_config(
 
 
 @handle_errors
+@opts.manifest_options("pairs", "out_dir", "max_error")
 def match(
     a: Annotated[Path | None, typer.Argument(help="Image A: PNG, JPEG, TIFF, PGM/PPM, .npy.")] = None,
     b: Annotated[Path | None, typer.Argument(help="Image B.")] = None,
@@ -95,6 +80,7 @@ def match(
         float, typer.Option(help="RANSAC inlier threshold in pixels (transfer error / Sampson distance).")
     ] = 3.0,
     ransac_iters: Annotated[int, typer.Option(help="Cap on RANSAC hypotheses.")] = 10000,
+    seed: opts.SeedOpt = None,
     refine: Annotated[
         bool, typer.Option(help="Refine the RANSAC homography photometrically with `register` (slower, sub-pixel).")
     ] = False,
@@ -102,23 +88,11 @@ def match(
     upsample: UpsampleOpt = None,
     contrast_threshold: ContrastOpt = 0.04,
     gt: Annotated[Path | None, typer.Option(help="True H (JSON): report the mean corner error in pixels.")] = None,
-    manifest: ManifestOpt = None,
-    pairs: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
-    resume: ResumeOpt = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace existing outputs, never an input (with --manifest: redo every item).")
-    ] = False,
-    max_error: Annotated[
-        float | None,
-        typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
-    ] = None,
-    min_metric: MinMetricOpt = None,
-    max_metric: MaxMetricOpt = None,
-    device: DeviceOpt = "auto",
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    seed: SeedOpt = None,
+    overwrite: opts.OverwriteOpt = False,
+    device: opts.DeviceOpt = "auto",
+    json_out: opts.JsonOpt = False,
+    quiet: opts.QuietOpt = False,
+    **batch: Any,
 ) -> None:
     """Match keypoints of two images and fit a homography (or fundamental matrix) with RANSAC.
 
@@ -137,9 +111,9 @@ def match(
     A manifest has columns a, b and optionally gt (JSON with the true H) and id. Existing outputs are kept
     (exit 2) unless --overwrite; the inputs (A, B, --gt) are never replaced.
     """
-    manifest = manifest or pairs
-    check_manifest_usage(manifest, out_dir, [a, b, out, out_matches, out_viz, gt])
-    cfg = validated(
+    batch["manifest"] = manifest = batch["manifest"] or batch.pop("pairs")
+    opts.check_manifest_usage(manifest, batch["out_dir"], [a, b, out, out_matches, out_viz, gt])
+    cfg = opts.validated(
         MatchConfig(
             features=_feature_config(detector, max_features, root_sift, upsample, contrast_threshold),
             matcher=matcher,
@@ -154,14 +128,14 @@ def match(
     )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
-    if manifest is None and (out_dir is not None or resume):
+    if manifest is None and (batch["out_dir"] is not None or batch["resume"]):
         raise UsageError("--out-dir and --resume go with --manifest; for one pair use --out, --out-matches, --out-viz")
     if manifest is not None:
         from gdvision.device import seed_everything
         from gdvision.tasks.match import MatchJob
 
         seed_everything(seed)
-        run_manifest_command(lambda d: MatchJob(cfg, d), locals())
+        opts.run_manifest_command(lambda d: MatchJob(cfg, d), {**locals(), **batch})
         return
     assert a is not None and b is not None
     from gdvision.tasks.match import run_match
@@ -204,9 +178,9 @@ def features(
     upsample: UpsampleOpt = None,
     contrast_threshold: ContrastOpt = 0.04,
     overwrite: Annotated[bool, typer.Option(help="Replace existing keypoint files (never an input).")] = False,
-    device: DeviceOpt = "auto",
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
+    device: opts.DeviceOpt = "auto",
+    json_out: opts.JsonOpt = False,
+    quiet: opts.QuietOpt = False,
 ) -> None:
     """Detect keypoints and compute SIFT descriptors; write them in VLFeat or Lowe text format.
 
@@ -228,7 +202,7 @@ def features(
 
     if fmt is not None:
         check_choice(fmt, "--format", FORMATS)
-    cfg = validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold), _FLAGS)
+    cfg = opts.validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold), _FLAGS)
     if out is not None and out_dir is not None:
         raise UsageError("give --out or --out-dir, not both")
     paths = list_images([str(p) for p in images])
@@ -249,4 +223,4 @@ def features(
         for f in failures:
             typer.echo(f"failed: {f['image']}: {f['error']}", err=True)
     if failures:
-        fail(f"{len(failures)} of {len(paths)} images failed", 1)
+        opts.fail(f"{len(failures)} of {len(paths)} images failed", 1)

@@ -9,30 +9,15 @@ import typer
 
 from gdvision.errors import UsageError
 
-from .common import (
-    DeviceOpt,
-    JsonOpt,
-    ManifestOpt,
-    MaxMetricOpt,
-    MinMetricOpt,
-    QuietOpt,
-    ResumeOpt,
-    SeedOpt,
-    check_manifest_usage,
-    check_positive,
-    emit_json,
-    handle_errors,
-    progress_bar,
-    run_manifest_command,
-    say,
-    validated,
-)
+from . import common as opts
+from .common import emit_json, handle_errors, progress_bar, say
 
 # RegisterConfig field -> the flag that sets it (library errors name fields; the CLI shows flags)
 _FLAGS = {"model": "--model", "loss": "--loss", "levels": "--levels", "iters": "--iters", "lr": "--lr", "tol": "--tol"}
 
 
 @handle_errors
+@opts.manifest_options("pairs", "out_dir", "max_error")
 def register(
     a: Annotated[Path | None, typer.Argument(help="Image A (moving): PNG, JPEG, TIFF, PGM/PPM, .npy.")] = None,
     b: Annotated[Path | None, typer.Argument(help="Image B (fixed): the frame A is mapped into.")] = None,
@@ -63,24 +48,13 @@ def register(
     iters: Annotated[int, typer.Option(help="Iteration cap per pyramid level.")] = 50,
     lr: Annotated[float, typer.Option(help="Initial step scale for the first-order losses (ssim, mi).")] = 2e-3,
     tol: Annotated[float, typer.Option(help="Stop a level when the loss improves by less than this fraction.")] = 1e-5,
-    manifest: ManifestOpt = None,
-    pairs: Annotated[Path | None, typer.Option(hidden=True, help="Old name of --manifest.")] = None,
-    out_dir: Annotated[Path | None, typer.Option(help="Folder for --manifest results (<id>.json, run.jsonl).")] = None,
     batch_size: Annotated[int, typer.Option(help="With --manifest: pairs of equal size solved together.")] = 16,
-    resume: ResumeOpt = False,
-    overwrite: Annotated[
-        bool, typer.Option(help="Replace existing outputs (with --manifest: redo every item, old logs set aside).")
-    ] = False,
-    max_error: Annotated[
-        float | None,
-        typer.Option(help="With --manifest and gt: exit 1 if the median corner error exceeds this (px)."),
-    ] = None,
-    min_metric: MinMetricOpt = None,
-    max_metric: MaxMetricOpt = None,
-    device: DeviceOpt = "auto",
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    seed: SeedOpt = None,
+    overwrite: opts.OverwriteOpt = False,
+    device: opts.DeviceOpt = "auto",
+    json_out: opts.JsonOpt = False,
+    quiet: opts.QuietOpt = False,
+    seed: opts.SeedOpt = None,
+    **batch: Any,
 ) -> None:
     """Find the homography (or simpler motion) that maps image A onto image B.
 
@@ -102,13 +76,15 @@ def register(
 
     A manifest has columns a, b and optionally gt (JSON with the true H), model, loss, id.
     """
-    check_positive("--batch-size", batch_size)
-    check_positive("--max-error", max_error, allow_zero=True)
+    opts.check_positive("--batch-size", batch_size)
+    opts.check_positive("--max-error", batch["max_error"], allow_zero=True)
     from gdvision.register.config import RegisterConfig
 
-    cfg = validated(RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol), _FLAGS)
-    manifest = manifest or pairs
-    check_manifest_usage(manifest, out_dir, [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt])
+    cfg = opts.validated(RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol), _FLAGS)
+    batch["manifest"] = manifest = batch["manifest"] or batch.pop("pairs")
+    opts.check_manifest_usage(
+        manifest, batch["out_dir"], [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt]
+    )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
 
@@ -119,24 +95,24 @@ def register(
     if manifest is not None:
         from gdvision.tasks.register import RegisterJob
 
-        run_manifest_command(lambda d: RegisterJob(cfg, d), locals())
+        opts.run_manifest_command(lambda d: RegisterJob(cfg, d), {**locals(), **batch})
         return
     assert a is not None and b is not None
     _run_single(a, b, cfg, dev, locals())
 
 
-def _run_single(a: Path, b: Path, cfg: Any, dev: Any, opts: dict[str, Any]) -> None:
+def _run_single(a: Path, b: Path, cfg: Any, dev: Any, options: dict[str, Any]) -> None:
     from gdvision.tasks.register import RegistrationRejected, register_files
 
-    json_out, quiet = opts["json_out"], opts["quiet"]
-    files = {k: opts[k] for k in ("mask_a", "mask_b", "init", "gt", "out", "out_warped", "out_overlay")}
+    json_out, quiet = options["json_out"], options["quiet"]
+    files = {k: options[k] for k in ("mask_a", "mask_b", "init", "gt", "out", "out_warped", "out_overlay")}
     with progress_bar(not (quiet or json_out), "registering") as update:
 
         def progress(p: Any) -> None:
             update(description=f"level {p.num_levels - p.level}/{p.num_levels}", info=f"loss {p.loss:.5g}")
 
         try:
-            record = register_files(a, b, cfg, dev, **files, overwrite=opts["overwrite"], progress=progress)
+            record = register_files(a, b, cfg, dev, **files, overwrite=options["overwrite"], progress=progress)
         except RegistrationRejected as exc:
             if not json_out:
                 raise
@@ -151,5 +127,5 @@ def _run_single(a: Path, b: Path, cfg: Any, dev: Any, opts: dict[str, Any]) -> N
         if "corner_error_px" in record:
             msg += f"; mean corner error {record['corner_error_px']:.4f} px"
         say(quiet, msg)
-        if not quiet and opts["out"] is None:
+        if not quiet and options["out"] is None:
             typer.echo("H = " + str([[round(v, 8) for v in row] for row in record["H"]]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -33,3 +34,66 @@ def test_help_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert out == "False"
+
+
+_MAIN = (
+    "import contextlib, io, json, sys\n"
+    "from gdvision.cli.app import main\n"
+    "for args in {cases!r}:\n"
+    "    sys.argv = ['gdvision', *args]\n"
+    "    out, err = io.StringIO(), io.StringIO()\n"
+    "    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):\n"
+    "        try:\n"
+    "            main()\n"
+    "        except SystemExit as e:\n"
+    "            code = e.code\n"
+    "    print(json.dumps([code, out.getvalue(), err.getvalue()]))\n"
+    "print('torch' in sys.modules)\n"
+)
+
+
+def _run_main(cases: list[list[str]]) -> tuple[list[tuple[int, str, str]], bool]:
+    """Run ``main()`` on each argv in a fresh interpreter: (exit code, stdout, stderr) each, and torch imported?"""
+
+    res = subprocess.run(
+        [sys.executable, "-c", _MAIN.format(cases=cases)], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = res.stdout.splitlines()
+    return [tuple(json.loads(line)) for line in lines[:-1]], lines[-1] == "True"
+
+
+def test_a_bad_device_is_a_usage_error_before_torch() -> None:
+    results, torch_imported = _run_main(
+        [
+            ["register", "a.png", "b.png", "--device", "tpu"],
+            ["edges", "a.png", "-o", "out", "--device", "cuda:x", "--json"],
+            ["match", "a.png", "b.png", "--device", "cpu:1"],
+        ]
+    )
+    assert not torch_imported
+    for (code, _out, err), dev in zip(results, ("tpu", "cuda:x", "cpu:1"), strict=True):
+        assert code == 2
+        assert err == f"error: unknown device '{dev}': use auto, cpu, cuda, cuda:N or mps\n"
+    assert results[1][1].startswith('{"error": "unknown device')
+
+
+def test_values_click_rejects_are_one_line_usage_errors_with_json() -> None:
+    results, torch_imported = _run_main(
+        [
+            ["register", "a.png", "b.png", "--batch-size", "abc", "--json"],
+            ["depth", "a.png", "b.png", "--planes", "x"],
+            ["register", "a.png", "--bogus"],
+            ["register"],
+        ]
+    )
+    assert not torch_imported
+    code, out, err = results[0]
+    assert code == 2 and err.count("\n") == 1 and err.startswith("error: Invalid value for '--batch-size'")
+
+    assert json.loads(out) == {"error": err[len("error: ") :].strip(), "exit_code": 2}
+    code, out, err = results[1]
+    assert code == 2 and out == "" and err.startswith("error: Invalid value for '--planes'") and err.count("\n") == 1
+    code, out, err = results[2]
+    assert code == 2 and out == "" and "--bogus" in err and err.count("\n") == 1
+    code, out, err = results[3]  # no arguments: the command's help, as before
+    assert code == 2 and "Usage: gdvision register" in out + err
