@@ -25,32 +25,26 @@ from gdvision._lazy import lazy_exports
 from gdvision.attack import config as _config
 from gdvision.attack.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
-_LAZY = {
-    "AttackProgress": "solver",
-    "AttackResult": "solver",
-    "attack_pair": "solver",
-    "apply_perturbation": "budget",
-    "bounded_perturbation": "budget",
-    "perturbation_stats": "budget",
-    "quantize_within_budget": "budget",
-    "attack_loss": "losses",
-    "ratio_targeted_loss": "losses",
-    "ratio_untargeted_loss": "losses",
-    "targeted_loss": "losses",
-    "untargeted_loss": "losses",
-    "FAIL_ERROR_PX": "evaluation",
-    "MAX_ERROR_PX": "evaluation",
-    "MIN_INLIERS": "evaluation",
-    "consistent_matches": "evaluation",
-    "evaluate_attack": "evaluation",
-    "evaluate_gdvision": "evaluation",
-    "evaluate_opencv": "evaluation",
-    "match_config_for": "evaluation",
-    "match_counts": "evaluation",
-    "ransac_failures": "evaluation",
-    "success": "evaluation",
-}
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "solver": ("AttackProgress", "AttackResult", "attack_pair"),
+        "budget": ("apply_perturbation", "bounded_perturbation", "perturbation_stats", "quantize_within_budget"),
+        "losses": ("attack_loss", "ratio_targeted_loss", "ratio_untargeted_loss", "targeted_loss", "untargeted_loss"),
+        "evaluation": (
+            "FAIL_ERROR_PX",
+            "MAX_ERROR_PX",
+            "MIN_INLIERS",
+            "consistent_matches",
+            "evaluate_attack",
+            "evaluate_gdvision",
+            "evaluate_opencv",
+            "match_config_for",
+            "match_counts",
+            "ransac_failures",
+            "success",
+        ),
+    },
+)
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 __all__ = [*_config.__all__, *_LAZY]

@@ -23,22 +23,14 @@ from __future__ import annotations
 
 from gdvision._lazy import lazy_exports
 
-_WHERE = {
-    "View": "config",
-    "DepthConfig": "config",
-    "DepthResult": "config",
-    "estimate_depth": "solver",
-    "auto_depth_range": "cameras",
-    "rectified_pair": "cameras",
-    "camera_center": "cameras",
-    "world_points": "cameras",
-    "depth_metrics": "metrics",
-    "disparity_metrics": "metrics",
-    "depth_to_disparity": "metrics",
-    "disparity_to_depth": "metrics",
-}
+__getattr__, __dir__, _WHERE = lazy_exports(
+    __name__,
+    {
+        "config": ("View", "DepthConfig", "DepthResult"),
+        "solver": ("estimate_depth",),
+        "cameras": ("auto_depth_range", "rectified_pair", "camera_center", "world_points"),
+        "metrics": ("depth_metrics", "disparity_metrics", "depth_to_disparity", "disparity_to_depth"),
+    },
+)
 
 __all__ = sorted(_WHERE)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _WHERE)

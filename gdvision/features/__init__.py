@@ -22,17 +22,13 @@ from gdvision._lazy import lazy_exports
 from gdvision.features import config as _config
 from gdvision.features.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
-_LAZY = {
-    "Features": "match",
-    "MatchResult": "match",
-    "detect_and_describe": "match",
-    "keypoints_of": "match",
-    "match_features": "match",
-    "match_images": "match",
-    "match_descriptors": "matching",
-    "Keypoints": "detectors",
-}
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "match": ("Features", "MatchResult", "detect_and_describe", "keypoints_of", "match_features", "match_images"),
+        "matching": ("match_descriptors",),
+        "detectors": ("Keypoints",),
+    },
+)
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 __all__ = [*_config.__all__, *_LAZY]

@@ -19,36 +19,28 @@ from __future__ import annotations
 
 from gdvision._lazy import lazy_exports
 
-_HOMES = {
-    "BORDERS": "config",
-    "GRADIENT_OPS": "config",
-    "NORMS": "config",
-    "OPS": "config",
-    "WHATS": "config",
-    "EdgeConfig": "config",
-    "deriv_kernel1d": "kernels",
-    "gaussian_kernel1d": "kernels",
-    "pad": "blocks",
-    "central_gradient": "separable",
-    "derivative": "separable",
-    "gaussian_blur": "separable",
-    "gradient": "separable",
-    "gradient_magnitude": "separable",
-    "laplacian": "separable",
-    "magnitude": "separable",
-    "orientation": "separable",
-    "scharr": "separable",
-    "separable_filter": "separable",
-    "sobel": "separable",
-    "canny": "canny",
-    "canny_candidates": "canny",
-    "hysteresis": "canny",
-    "edge_map": "edges",
-    "to_unit_range": "edges",
-    "unit_step_response": "edges",
-}
+__getattr__, __dir__, _HOMES = lazy_exports(
+    __name__,
+    {
+        "config": ("BORDERS", "GRADIENT_OPS", "NORMS", "OPS", "WHATS", "EdgeConfig"),
+        "kernels": ("deriv_kernel1d", "gaussian_kernel1d"),
+        "blocks": ("pad",),
+        "separable": (
+            "central_gradient",
+            "derivative",
+            "gaussian_blur",
+            "gradient",
+            "gradient_magnitude",
+            "laplacian",
+            "magnitude",
+            "orientation",
+            "scharr",
+            "separable_filter",
+            "sobel",
+        ),
+        "canny": ("canny", "canny_candidates", "hysteresis"),
+        "edges": ("edge_map", "to_unit_range", "unit_step_response"),
+    },
+)
 
 __all__ = sorted(_HOMES)
-
-
-__getattr__, __dir__ = lazy_exports(__name__, _HOMES)

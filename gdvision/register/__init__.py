@@ -19,15 +19,12 @@ from gdvision._lazy import lazy_exports
 from gdvision.register import config as _config
 from gdvision.register.config import *  # noqa: F403 (the settings: every name in config.__all__)
 
-_LAZY = {
-    "register_batch": "solver",
-    "register_pair": "solver",
-    "judge": "verdict",
-    "measure": "verdict",
-    "texture": "verdict",
-    "Verdict": "verdict",
-}
+__getattr__, __dir__, _LAZY = lazy_exports(
+    __name__,
+    {
+        "solver": ("register_batch", "register_pair"),
+        "verdict": ("judge", "measure", "texture", "Verdict"),
+    },
+)
 
-
-__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 __all__ = sorted([*_config.__all__, *_LAZY])
