@@ -6,7 +6,9 @@
 - The manifest column table of ``docs/batch.md`` equals the task definitions (``required``, ``optional``,
   ``error_metric``, the output path of an item).
 - Every relative link of README.md, docs/*.md and bench/README.md points to an existing file, and every dotted
-  ``gdvision.x.y`` name they mention is an importable module or an attribute of one.
+  ``gdvision.x.y`` name they mention is an importable module or an attribute of one, and every name a
+  ``from gdvision... import ...`` line of their code blocks imports exists.
+- The direction table of ``docs/compare.md`` equals ``gdvision.runs.compare.METRIC_DIRECTIONS`` and its families.
 """
 
 from __future__ import annotations
@@ -146,6 +148,45 @@ def test_every_gdvision_name_in_the_docs_exists():
     assert names
     bad = sorted(n for n in names if not _resolves(n))
     assert not bad, f"the docs name modules or functions that do not exist: {bad}"
+
+
+def test_every_name_imported_by_a_docs_example_exists():
+    pattern = re.compile(r"^\s*from (gdvision[\w.]*) import \(?([^)\n]+)\)?", flags=re.M)
+    bad, n = [], 0
+    for page in PAGES:
+        for block in code_blocks(page.read_text()):
+            for module, names in pattern.findall(block):
+                for name in (s.split(" as ")[0].strip() for s in names.split(",")):
+                    n += 1
+                    if not _resolves(f"{module}.{name}"):
+                        bad.append(f"{page.name}: from {module} import {name}")
+    assert n >= 10
+    assert not bad, f"the docs' examples import names that do not exist: {bad}"
+
+
+def compare_direction_table() -> dict[str, int]:
+    """docs/compare.md's direction table: metric -> -1 (lower is better), +1 (higher), 0 (neutral)."""
+    text = (ROOT / "docs" / "compare.md").read_text()
+    section = text.split("## Directions", 1)[1].split("\n## ", 1)[0]
+    rows = [line for line in section.splitlines() if line.startswith("|")][2:]
+    table = {}
+    for line in rows:
+        head, metrics = (c.strip() for c in line.strip().strip("|").split("|"))
+        d = -1 if head.startswith("lower") else 1 if head.startswith("higher") else 0
+        assert d != 0 or head.startswith("neutral"), head
+        table.update({m: d for m in _ticked(metrics)})
+    return table
+
+
+def test_compare_direction_table_matches_the_code():
+    from gdvision.runs.compare import METRIC_DIRECTIONS, direction
+
+    table = compare_direction_table()
+    examples = {"bad_<t>": "bad_2.0", "delta_<k>": "delta_1"}
+    for name, d in table.items():
+        assert direction(examples.get(name, name)) == d, f"docs/compare.md: direction of {name}"
+    assert set(METRIC_DIRECTIONS) <= set(table), f"not in docs/compare.md: {set(METRIC_DIRECTIONS) - set(table)}"
+    assert direction("no_such_metric") == 0  # the table's "any metric not listed" row
 
 
 def _ticked(cell: str) -> tuple[str, ...]:
