@@ -44,7 +44,7 @@ from collections.abc import Callable, Hashable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.io.images import dumps_json
@@ -60,65 +60,7 @@ from gdvision.runs.runlog import (
     write_records,
 )
 from gdvision.tasks.outputs import OutputPolicy, safe_id
-
-
-@dataclass
-class Item:
-    """One manifest row: its row index, id, columns (paths resolved) and where its outputs go."""
-
-    index: int
-    id: str
-    fields: dict[str, str]
-    out: Path
-    policy: OutputPolicy | None = None
-
-    @property
-    def owner(self) -> str:
-        """How errors name this item: ``item '<id>' (row <n>)``."""
-        return f"item '{self.id}' (row {self.index + 1})"
-
-    def claim(self, path: Path, existing_ok: bool = False) -> Path:
-        """The path to write one of this item's files to, checked by the run's output policy (if any)."""
-        if self.policy is None:
-            return path
-        return self.policy.claim(path, existing_ok=existing_ok, owner=self.owner)
-
-    def path(self, column: str) -> Path:
-        return Path(self.fields[column])
-
-    def get(self, column: str) -> str | None:
-        v = self.fields.get(column)
-        return v if v else None
-
-
-@dataclass
-class Outcome:
-    """What a job returns for an item: its JSON record (``outputs``, ``metrics``, anything else), or an error."""
-
-    item: Item
-    result: dict[str, Any] | None = None
-    error: str | None = None
-
-
-class Job(Protocol):
-    """A subcommand as the engine sees it (implementations: one per module of :mod:`gdvision.tasks`)."""
-
-    name: str
-    required: tuple[str, ...]  # input columns every row must have
-    optional: tuple[str, ...]  # other columns it understands
-    path_columns: tuple[str, ...]  # columns holding paths (resolved against the manifest's folder)
-    error_metric: str | None  # the metric ``--max-error`` bounds (lower is better)
-
-    def item_id(self, fields: dict[str, str]) -> str: ...
-
-    def output_of(self, item_id: str, out_dir: Path) -> Path: ...
-
-    def load(self, item: Item) -> Any: ...
-
-    def batch_key(self, item: Item, loaded: Any) -> Hashable | None: ...
-
-    def solve(self, group: list[tuple[Item, Any]]) -> list[Outcome]: ...
-
+from gdvision.tasks.protocol import Item, Job, Outcome
 
 # ------------------------------------------------------------------------------------------------ manifest
 

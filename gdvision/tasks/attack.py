@@ -2,7 +2,7 @@
 
 One function does the file-level work for both modes: :func:`run_attack`. ``gdvision attack A B`` calls it without
 ``claim``, so it builds the run's own :class:`~gdvision.tasks.outputs.OutputPolicy`; ``--manifest`` runs call it
-through :class:`AttackJob` with the item's claim (:meth:`gdvision.runs.engine.Item.claim`). Every output is
+through :class:`AttackJob` with the item's claim (:meth:`gdvision.tasks.protocol.Item.claim`). Every output is
 claimed before anything is read or solved (an attack takes minutes: a refused output must not come after it).
 
 Outputs in ``out_dir``: ``<stem>_adv.png`` and ``<stem>_delta.png`` (the perturbation magnified) for each perturbed
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gdvision.errors import InputError, SolverError, UsageError
-from gdvision.runs.engine import Item, Outcome
 from gdvision.tasks.outputs import OutputPolicy
+from gdvision.tasks.protocol import Item, Outcome
 
 if TYPE_CHECKING:
     from gdvision.attack import AttackConfig

@@ -24,8 +24,8 @@ from gdvision.device import resolve_device, seed_everything
 from gdvision.errors import InputError, UsageError
 from gdvision.io.cameras import CameraSet, cameras_for_views, read_cameras
 from gdvision.io.images import LoadedImage, read_image, to_gray, write_json, write_npy, write_png
-from gdvision.runs.engine import Item, Outcome
 from gdvision.tasks.outputs import OutputPolicy
+from gdvision.tasks.protocol import Item, Outcome
 from gdvision.viz import confidence_picture, depth_preview
 
 # summary key -> file name in the item's folder

@@ -44,9 +44,9 @@ from gdvision._checks import check_choice
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.filters.config import EdgeConfig
 from gdvision.io.images import atomic_write_bytes, encode_png, read_image, write_npy
-from gdvision.runs.engine import Item, Outcome
 from gdvision.runs.prefetch import prefetch
 from gdvision.tasks.outputs import OutputPolicy
+from gdvision.tasks.protocol import Item, Outcome
 
 if TYPE_CHECKING:
     import torch

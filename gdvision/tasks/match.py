@@ -20,9 +20,9 @@ from gdvision.errors import GdvisionError
 from gdvision.features.config import MatchConfig
 from gdvision.features.match import MatchResult, match_images
 from gdvision.io.images import LoadedImage, read_homography, read_image, write_json, write_png
-from gdvision.runs.engine import Item, Outcome
 from gdvision.tasks.outputs import OutputPolicy
 from gdvision.tasks.pairs import PairJob
+from gdvision.tasks.protocol import Item, Outcome
 
 _CONVENTION = {
     "homography": "pixel coordinates, (0,0) = centre of the top-left pixel; [xB, yB, 1]^T ~ H [xA, yA, 1]^T",

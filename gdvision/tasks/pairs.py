@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from gdvision.io.images import LoadedImage, read_homography, read_image, write_json
-from gdvision.runs.engine import Item, Outcome
+from gdvision.tasks.protocol import Item, Outcome
 
 
 def split_result(record: dict[str, Any], outputs: dict[str, str], metric_keys: tuple[str, ...]) -> dict[str, Any]:

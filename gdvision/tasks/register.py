@@ -30,9 +30,9 @@ from gdvision._checks import check_matrix
 from gdvision.errors import InputError, SolverError
 from gdvision.io.images import LoadedImage, read_homography, read_image, read_json, write_json, write_png
 from gdvision.register.config import RegisterConfig, RegistrationResult
-from gdvision.runs.engine import Item, Outcome
 from gdvision.tasks.outputs import OutputPolicy
 from gdvision.tasks.pairs import PairJob
+from gdvision.tasks.protocol import Item, Outcome
 
 PathLike = str | os.PathLike[str]
 
