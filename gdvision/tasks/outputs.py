@@ -48,14 +48,15 @@ def real_path(path: str | os.PathLike[str]) -> Path:
 def safe_id(item_id: str) -> str:
     """``item_id`` unchanged if it is usable as one file name; UsageError otherwise.
 
-    Refused: empty or blank names, ``.`` and ``..``, path separators (``/``, ``\\``), NUL, and names starting with
-    ``-`` or ``~`` that shells and tools misread.
+    Refused: empty or blank names, ``.`` and ``..``, path separators (``/``, ``\\``), control characters (NUL,
+    newline, ...), and names starting with ``-`` or ``~`` that shells and tools misread.
 
     >>> safe_id("astronaut__camera")
     'astronaut__camera'
     """
     s = item_id
-    if not s.strip() or s in (".", "..") or any(c in s for c in _BAD_CHARS) or s[0] in "-~" or s != s.strip():
+    bad_char = any(c in _BAD_CHARS or ord(c) < 32 or ord(c) == 127 for c in s)
+    if not s.strip() or s in (".", "..") or bad_char or s[0] in "-~" or s != s.strip():
         raise UsageError(f"id '{item_id}' is not a safe file name (no '/', '\\\\', '..', or empty names)")
     return s
 
@@ -85,6 +86,7 @@ class OutputPolicy:
         self.resume = resume
         self.flags = flags
         self._inputs: dict[Path, str] = {}
+        self._input_files: dict[tuple[int, int], str] = {}  # (device, inode) of existing inputs: hard links
         self._claimed: dict[Path, str] = {}
         self.add_inputs(inputs)
 
@@ -93,6 +95,11 @@ class OutputPolicy:
         for p in paths:
             if p is not None and os.fspath(p) != "":
                 self._inputs.setdefault(real_path(p), os.fspath(p))
+                try:
+                    st = os.stat(p)
+                except OSError:
+                    continue
+                self._input_files.setdefault((st.st_dev, st.st_ino), os.fspath(p))
 
     def is_input(self, path: str | os.PathLike[str]) -> bool:
         return real_path(path) in self._inputs
@@ -118,6 +125,13 @@ class OutputPolicy:
             raise UsageError(f"output '{shown}' is outside --out-dir '{self.out_dir}'")
         if rp in self._inputs:
             raise UsageError(f"output '{shown}' would overwrite input '{self._inputs[rp]}'")
+        try:
+            st = os.stat(rp)
+            linked = self._input_files.get((st.st_dev, st.st_ino))
+        except OSError:
+            linked = None
+        if linked is not None:  # another name (a hard link) of an input file
+            raise UsageError(f"output '{shown}' would overwrite input '{linked}' (the same file under another name)")
         prev = self._claimed.get(rp)
         if prev is not None and owner is not None and prev != owner:
             raise UsageError(f"output '{shown}' is written by both {prev} and {owner}: give each its own file")

@@ -131,3 +131,20 @@ def test_new_outputs_are_not_created_by_claiming(run: tuple[Path, Path]) -> None
     _, out = run
     OutputPolicy(out).claim(out / "new.json")
     assert not os.path.lexists(out / "new.json")
+
+
+def test_a_hard_link_to_an_input_is_an_input(tmp_path: Path) -> None:
+    src = tmp_path / "a.png"
+    src.write_bytes(b"input")
+    out = tmp_path / "out"
+    out.mkdir()
+    os.link(src, out / "a.png")
+    with pytest.raises(UsageError, match="same file under another name"):
+        OutputPolicy(out, inputs=[src], overwrite=True).claim(out / "a.png")
+    assert src.read_bytes() == b"input"
+
+
+@pytest.mark.parametrize("bad", ["a\nb", "a\rb", "tab\there", "del\x7f"])
+def test_ids_with_control_characters_are_refused(bad: str) -> None:
+    with pytest.raises(UsageError, match="not a safe file name"):
+        safe_id(bad)
