@@ -137,14 +137,15 @@ def measure(
     Si = torch.diag(torch.tensor([f, f, 1.0], dtype=torch.float64, device=H.device))
     Hl = S @ H.to(torch.float64) @ Si
     (ha, wa), (hb, wb) = ga.shape[-2:], gb.shape[-2:]
-    warped, inside = warp_perspective(torch.cat([gb, mb], 1), Hl, (wa, ha), inverse_map=True)
+    # one warp of B, its mask and its blurred copy (the coordinates are the costly part: computed once)
+    warped, inside = warp_perspective(torch.cat([gb, mb, gaussian_blur(gb, BLUR)], 1), Hl, (wa, ha), inverse_map=True)
     valid = ((inside * ma * (warped[:, 1:2] > 0.999)) > 0.5).float()
     cover, inside_b = warp_perspective(ma, torch.linalg.inv(Hl), (wb, hb), inverse_map=True)
     covered = ((inside_b * (cover > 0.999) * mb) > 0.5).float()
     frac_a = valid.flatten(1).sum(1) / ma.flatten(1).sum(1).clamp_min(1.0)
     frac_b = covered.flatten(1).sum(1) / mb.flatten(1).sum(1).clamp_min(1.0)
     wb_ = warped[:, :1]
-    smooth, _ = warp_perspective(gaussian_blur(gb, BLUR), Hl, (wa, ha), inverse_map=True)
+    smooth = warped[:, 2:3]
     ax, ay = sobel(gaussian_blur(ga, BLUR), border="replicate")
     bx, by = sobel(smooth, border="replicate")
     interior = -torch.nn.functional.max_pool2d(-valid, 3, 1, 1)  # gradients need valid neighbours
