@@ -112,7 +112,7 @@ def test_depth_epe_and_holes_improving_is_not_a_regression(tmp_path: Path) -> No
     base = _log(tmp_path / "b.jsonl", {"s": {"epe": 1.5, "holes": 0.10, "bad_2.0": 0.2, "delta_1": 0.8}})
     better = _log(tmp_path / "r.jsonl", {"s": {"epe": 1.2, "holes": 0.05, "bad_2.0": 0.1, "delta_1": 0.9}})
     code, rep, _ = _compare(better, base)
-    assert code == 0 and rep["regressed"] == 0 and rep["improved"] == 4
+    assert code == 0 and rep["regressed"] == 0 and rep["improved"] == 1 and rep["improved_metrics"] == 4
     worse = _log(tmp_path / "w.jsonl", {"s": {"epe": 1.6, "holes": 0.10, "bad_2.0": 0.2, "delta_1": 0.8}})
     code, rep, _ = _compare(worse, base)
     assert code == 1 and [(x["metric"], x["run"]) for x in rep["regressions"]] == [("epe", 1.6)]
@@ -184,10 +184,99 @@ def test_metric_option_selects_what_is_compared(tmp_path: Path) -> None:
     assert code == 1 and rep["metrics"] == ["corner_error_px", "inliers"] and rep["regressed"] == 1
 
 
+SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
+
+
+def _register_run(tmp_path: Path, name: str) -> Path:
+    """A real ``register --manifest`` run over two sample pairs (one with ground truth); returns its folder."""
+    reg, brain = SAMPLE / "register", SAMPLE / "itk_brain"
+    manifest = tmp_path / "m.csv"
+    manifest.write_text(
+        "id,a,b,gt,model\n"
+        f"coffee,{reg / 'coffee_a.png'},{reg / 'coffee_b.png'},{reg / 'coffee_H_gt.json'},\n"
+        f"brain,{brain / 'BrainProtonDensitySliceBorder20.png'},{brain / 'BrainProtonDensitySliceR10X13Y17.png'},"
+        ",similarity\n"
+    )
+    out = tmp_path / name
+    r = runner.invoke(app, ["register", "--manifest", str(manifest), "--out-dir", str(out), "--device", "cpu", "-q"])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def _edit(log: Path, to: Path, iid: str, **changes: float) -> Path:
+    """A copy of the run log ``log`` at ``to`` with item ``iid``'s metrics changed."""
+    recs = [json.loads(line) for line in log.read_text().splitlines()]
+    for rec in recs:
+        if rec["id"] == iid:
+            rec["metrics"].update(changes)
+    to.write_text("".join(json.dumps(rec) + "\n" for rec in recs))
+    return to
+
+
+def test_identical_reruns_pass_and_a_ten_percent_regression_fails_naming_the_item(tmp_path: Path) -> None:
+    """Issue 19 item 3: defaults compare the quality metrics with a small tolerance, folders are accepted."""
+    base, new = _register_run(tmp_path, "base"), _register_run(tmp_path, "new")
+    r = runner.invoke(app, ["compare", str(new), str(base)])  # run folders, not their run.jsonl
+    assert r.exit_code == 0, r.output
+    assert r.stderr.startswith("2 items compared: 0 regressed, 0 improved, 0 missing, 0 new (corner_error_px;")
+    log = base / "run.jsonl"
+    err = json.loads(log.read_text().splitlines()[0])["metrics"]["corner_error_px"]
+    # bookkeeping (iterations, seconds) changes and float noise on the quality metric are no regression
+    noisy = _edit(log, tmp_path / "noisy.jsonl", "coffee", corner_error_px=err * (1 + 1e-6), iterations=7)
+    code, rep, _ = _compare(noisy, base)
+    assert code == 0 and rep["metrics"] == ["corner_error_px"] and rep["regressed"] == 0
+    worse = _edit(log, tmp_path / "worse.jsonl", "coffee", corner_error_px=err * 1.1)
+    r = runner.invoke(app, ["compare", str(worse), str(base)])
+    assert r.exit_code == 1
+    lines = r.stderr.splitlines()
+    assert lines[0].startswith("2 items compared: 1 regressed, 0 improved")
+    assert lines[1] == f"regressed: coffee: corner_error_px {err * 1.1:.6g} (baseline {err:.6g}, +10.0%)"
+    code, rep, _ = _compare(worse, log)
+    assert code == 1 and rep["regressed_items"] == ["coffee"] and rep["regressed"] == 1
+    # bookkeeping is compared when asked for
+    code, rep, _ = _compare(noisy, base, "--metric", "iterations")
+    assert code == 1 and rep["regressed_items"] == ["coffee"]
+
+
+def test_headline_counts_items_not_metrics(tmp_path: Path) -> None:
+    base = _log(tmp_path / "b.jsonl", {"p": {"epe": 1.0, "holes": 0.1, "bad_2.0": 0.2}, "q": {"epe": 1.0}})
+    run = _log(tmp_path / "r.jsonl", {"p": {"epe": 2.0, "holes": 0.2, "bad_2.0": 0.4}, "q": {"epe": 1.0}})
+    code, rep, err = _compare(run, base)
+    assert code == 1 and rep["regressed"] == 1 and rep["regressed_metrics"] == 3 and rep["regressed_items"] == ["p"]
+    r = runner.invoke(app, ["compare", str(run), str(base)])
+    assert r.exit_code == 1 and r.stderr.startswith("2 items compared: 1 regressed, 0 improved")
+
+
+def test_a_run_with_only_bookkeeping_metrics_compares_them_and_says_so(tmp_path: Path) -> None:
+    base = _log(tmp_path / "b.jsonl", {"a": {"mean": 0.25}, "b": {"mean": 0.5}})
+    same = _log(tmp_path / "s.jsonl", {"a": {"mean": 0.25}, "b": {"mean": 0.5}})
+    code, rep, _ = _compare(same, base)
+    assert code == 0 and rep["metrics"] == ["mean"] and "bookkeeping" in rep["notes"][0]
+    moved = _log(tmp_path / "m.jsonl", {"a": {"mean": 0.25}, "b": {"mean": 0.4}})
+    code, rep, _ = _compare(moved, base)
+    assert code == 1 and rep["regressed_items"] == ["b"]
+
+
+def test_folder_without_a_run_log_is_a_usage_error(tmp_path: Path) -> None:
+    base = _log(tmp_path / "b.jsonl", {"a": {"epe": 1.0}})
+    (tmp_path / "empty").mkdir()
+    r = runner.invoke(app, ["compare", str(tmp_path / "empty"), str(base)])
+    assert r.exit_code == 2 and "without a run log" in r.stderr and r.stderr.count("\n") == 1
+
+
+def test_default_tolerances_are_shown_in_help_and_agree_with_the_library() -> None:
+    import gdvision.cli.compare as cli
+    import gdvision.runs.compare as lib
+
+    assert (cli.DEFAULT_TOLERANCE, cli.DEFAULT_REL_TOLERANCE) == (lib.DEFAULT_TOLERANCE, lib.DEFAULT_REL_TOLERANCE)
+    r = runner.invoke(app, ["compare", "--help"], env={"COLUMNS": "200"})
+    assert r.exit_code == 0 and "default: 1e-06" in r.stdout and "default: 0.01" in r.stdout
+
+
 def test_rel_tolerance_through_the_cli(tmp_path: Path) -> None:
     base = _log(tmp_path / "b.jsonl", {"p": {"rmse": 10.0, "coverage": 0.9}, "q": {"rmse": 0.5, "coverage": 0.9}})
     run = _log(tmp_path / "r.jsonl", {"p": {"rmse": 10.4, "coverage": 0.9}, "q": {"rmse": 0.52, "coverage": 0.9}})
-    code, rep, _ = _compare(run, base)
+    code, rep, _ = _compare(run, base)  # 4% worse: beyond the default 1%
     assert code == 1 and sorted(x["id"] for x in rep["regressions"]) == ["p", "q"]
     code, rep, _ = _compare(run, base, "--rel-tolerance", "0.05")  # 0.4 <= 5% of 10 and 0.02 <= 5% of 0.5
     assert code == 0 and rep["regressed"] == 0
