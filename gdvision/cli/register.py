@@ -39,8 +39,13 @@ def register(
     mask_a: Annotated[Path | None, typer.Option(help="Validity mask for A (nonzero = use the pixel).")] = None,
     mask_b: Annotated[Path | None, typer.Option(help="Validity mask for B.")] = None,
     init: Annotated[
-        Path | None, typer.Option(help='Start from this homography A -> B (JSON {"H": ...}), e.g. from `match`.')
-    ] = None,
+        str,
+        typer.Option(
+            help="auto: the direct solve, and when the verdict rejects it a start from feature matches (match's "
+            "defaults) refined photometrically; none: the direct solve only; FILE: start from this homography "
+            'A -> B (JSON {"H": ...}), e.g. from `match`. The record\'s "start" says which was used.'
+        ),
+    ] = "auto",
     gt: Annotated[Path | None, typer.Option(help="True H (JSON): report the mean corner error in pixels.")] = None,
     levels: Annotated[
         int | None, typer.Option(help="Pyramid levels [default: as many as keep the coarsest side >= 12 px].")
@@ -62,6 +67,10 @@ def register(
     so cv2.warpPerspective(A, H, (wB, hB)) approximates B. Multi-scale Gauss-Newton / Levenberg-Marquardt
     on a photometric loss, after a coarse global search.
 
+    --init auto (the default) first solves directly; when the verdict rejects that result, it starts again
+    from feature matches (as `gdvision match` finds them) and refines photometrically: large rotations,
+    scale changes and viewpoint changes. The output says which start was used (direct, features, file).
+
     Every result is judged without ground truth: a constant image is refused before solving, and a result
     whose overlap or gradient orientation agreement is too low (unrelated images, a failed solve) exits 1
     naming that measure; its files are not written. --json carries the verdict and its measures.
@@ -82,8 +91,9 @@ def register(
 
     cfg = opts.validated(RegisterConfig(model=model, loss=loss, levels=levels, iters=iters, lr=lr, tol=tol), _FLAGS)
     batch["manifest"] = manifest = batch["manifest"] or batch.pop("pairs")
+    init_file = None if init in ("auto", "none") else Path(init)
     opts.check_manifest_usage(
-        manifest, batch["out_dir"], [a, b, out, out_warped, out_overlay, mask_a, mask_b, init, gt]
+        manifest, batch["out_dir"], [a, b, out, out_warped, out_overlay, mask_a, mask_b, init_file, gt]
     )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
@@ -95,7 +105,7 @@ def register(
     if manifest is not None:
         from gdvision.tasks.register import RegisterJob
 
-        opts.run_manifest_command(lambda d: RegisterJob(cfg, d), {**locals(), **batch})
+        opts.run_manifest_command(lambda d: RegisterJob(cfg, d, init), {**locals(), **batch})
         return
     assert a is not None and b is not None
     _run_single(a, b, cfg, dev, locals())
@@ -122,7 +132,8 @@ def _run_single(a: Path, b: Path, cfg: Any, dev: Any, options: dict[str, Any]) -
     if json_out:
         emit_json(record)
     else:
-        msg = f"registered {a.name} -> {b.name} ({cfg.model}, {cfg.loss}) in {record['seconds']:.3f} s"
+        msg = f"registered {a.name} -> {b.name} ({cfg.model}, {cfg.loss}, start {record['start']})"
+        msg += f" in {record['seconds']:.3f} s"
         msg += f"; gradient agreement {record['verdict']['measures']['gradient_agreement']:.3f}"
         if "corner_error_px" in record:
             msg += f"; mean corner error {record['corner_error_px']:.4f} px"

@@ -81,4 +81,47 @@ def model_matrix_jacobian(q: torch.Tensor, model: str) -> torch.Tensor:
     return jac.permute(2, 3, 0, 1)
 
 
-__all__ = ["LADDER", "MODELS", "check_model", "model_matrix", "model_matrix_jacobian"]
+def fit_motion(pa: torch.Tensor, pb: torch.Tensor, model: str) -> torch.Tensor:
+    """Least-squares pixel matrix (3, 3) float64 of ``model`` mapping points ``pa`` (N, 2) onto ``pb`` (N, 2).
+
+    translation: the mean displacement; euclidean: rotation + translation (Procrustes); similarity and affine:
+    linear least squares; homography: the normalised DLT (:func:`gdvision.geometry.homography_dlt`).
+    Used to turn feature matches (e.g. the inliers of a RANSAC homography) into a start of that model.
+
+    Example:
+        >>> import torch
+        >>> pa = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]])
+        >>> pb = pa @ torch.tensor([[0.0, 1.0], [-1.0, 0.0]]) + 5  # rotated by 90 degrees, shifted by (5, 5)
+        >>> [round(v, 6) + 0.0 for v in fit_motion(pa, pb, "euclidean")[0].tolist()]
+        [0.0, -1.0, 5.0]
+    """
+    check_model(model)
+    pa, pb = pa.to(torch.float64), pb.to(torch.float64)
+    M = torch.eye(3, dtype=torch.float64, device=pa.device)
+    if model == "homography":
+        from gdvision.geometry import homography_dlt
+
+        H = homography_dlt(pa[None], pb[None])[0]
+        return H / H[2, 2]
+    ca, cb = pa.mean(0), pb.mean(0)
+    da, db = pa - ca, pb - cb
+    if model == "translation":
+        A = torch.eye(2, dtype=torch.float64, device=pa.device)
+    elif model == "euclidean":
+        u, _, vt = torch.linalg.svd(db.T @ da)
+        d = torch.sign(torch.linalg.det(u @ vt))
+        A = u @ torch.diag(torch.stack([torch.ones_like(d), d])) @ vt
+    elif model == "similarity":
+        n = da.shape[0]
+        x, y = da[:, 0], da[:, 1]
+        rows = torch.stack([torch.stack([x, -y], 1), torch.stack([y, x], 1)], 1).reshape(2 * n, 2)
+        ab = torch.linalg.lstsq(rows, db.reshape(2 * n, 1)).solution[:, 0]
+        A = torch.stack([torch.stack([ab[0], -ab[1]]), torch.stack([ab[1], ab[0]])])
+    else:
+        A = torch.linalg.lstsq(da, db).solution.T
+    M[:2, :2] = A
+    M[:2, 2] = cb - A @ ca
+    return M
+
+
+__all__ = ["LADDER", "MODELS", "check_model", "fit_motion", "model_matrix", "model_matrix_jacobian"]

@@ -8,8 +8,10 @@ Single-item mode (:func:`register_files`) and manifest mode (:class:`RegisterJob
    3x3 matrices, a ``--gt`` record's image sizes against the images) and each image must have texture
    (:func:`gdvision.register.verdict.textureless`), all before the solve;
 3. pairs of equal sizes are solved as one batch (:func:`gdvision.register.register_batch`);
-4. every result is judged (:func:`gdvision.register.verdict.judge`); a rejected result is a failure that names
-   the measure that decided it, and its files are not written;
+4. every result is judged (:func:`gdvision.register.verdict.judge`); with ``--init auto`` a pair whose direct
+   result is rejected is solved again from a feature start (:func:`feature_start`: ``match``'s defaults, RANSAC,
+   the model fitted to the inliers); a result still rejected is a failure that names the measure that decided
+   it, and its files are not written; the record's ``start`` says ``direct``, ``features`` or ``file``;
 5. :func:`build_record` makes the JSON record (``H`` A -> B, conventions, the verdict and its measures, the corner
    error against ``--gt``), which :func:`write_outputs` writes with the pictures.
 """
@@ -26,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gdvision._checks import check_matrix
+from gdvision._checks import check_choice, check_matrix
 from gdvision.errors import InputError, SolverError
 from gdvision.io.images import LoadedImage, read_homography, read_image, read_json, write_json, write_png
 from gdvision.register.config import RegisterConfig, RegistrationResult
@@ -35,6 +37,9 @@ from gdvision.tasks.pairs import PairJob
 from gdvision.tasks.protocol import Item, Outcome
 
 PathLike = str | os.PathLike[str]
+
+#: ``--init`` values that are not a file: ``auto`` (direct, then a feature start when rejected), ``none``.
+INIT_MODES = ("auto", "none")
 
 
 class RegistrationRejected(SolverError):
@@ -69,6 +74,17 @@ def read_matrix(path: PathLike, flag: str) -> np.ndarray:
         raise InputError(f"{flag} {exc}") from None
     check_matrix(h, f"{flag} '{path}'", invertible=True)
     return h
+
+
+def split_init(init: PathLike | None) -> tuple[str, PathLike | None]:
+    """``(init_mode, file)`` of an ``--init`` value: ``auto``/``none`` are modes, anything else a file.
+
+    >>> split_init("auto"), split_init(None), split_init("H.json")
+    (('auto', None), ('none', None), ('none', 'H.json'))
+    """
+    if init is None or str(init) in INIT_MODES:
+        return ("none" if init is None else str(init)), None
+    return "none", init
 
 
 def read_gt(path: PathLike, a: LoadedImage, b: LoadedImage) -> np.ndarray:
@@ -123,13 +139,10 @@ def _stack_masks(pairs: list[Pair], side: str, device: torch.device) -> torch.Te
     return torch.cat(out)
 
 
-def solve_pairs(
+def _solve(
     pairs: list[Pair], cfg: RegisterConfig, device: torch.device, progress: Callable[[Any], None] | None = None
 ) -> list[dict[str, Any]]:
-    """Register pairs of equal sizes as one batch and judge each result: one record per pair (see build_record).
-
-    Images are converted to luminance so that gray and colour images batch together.
-    """
+    """One batched solve of pairs of equal sizes from their ``init`` (None: the direct start), each result judged."""
     from gdvision.color import to_gray
     from gdvision.register import judge, register_batch
 
@@ -145,6 +158,69 @@ def solve_pairs(
     return [
         build_record(res, k, cfg, p.a, p.b, device, p.gt, per_pair, verdicts[k].as_dict()) for k, p in enumerate(pairs)
     ]
+
+
+def feature_start(pair: Pair, model: str, device: torch.device) -> tuple[np.ndarray | None, dict[str, Any]]:
+    """A start A -> B from ``match``'s default pipeline (features, ratio test, RANSAC homography): ``(H, info)``.
+
+    For a model other than ``homography`` the model is fitted by least squares to the RANSAC inliers
+    (:func:`gdvision.register.motion.fit_motion`). ``H`` is None when matching finds no model (``info["error"]``).
+    ``info``: ``matches``, ``inliers``, ``seconds``.
+    """
+    import time
+
+    from gdvision.features import MatchConfig, match_images
+    from gdvision.register.motion import fit_motion
+
+    t0 = time.perf_counter()
+    try:
+        res = match_images(pair.a.tensor(device), pair.b.tensor(device), MatchConfig())
+    except SolverError as exc:
+        return None, {"error": str(exc), "seconds": time.perf_counter() - t0}
+    inl = res.inliers
+    H = res.model if model == "homography" else fit_motion(res.pts_a[inl], res.pts_b[inl], model)
+    H = H.detach().cpu().to(torch.float64).numpy()
+    info = {"matches": int(inl.numel()), "inliers": int(inl.sum()), "seconds": time.perf_counter() - t0}
+    if not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
+        return None, {**info, "error": f"the {model} fitted to the feature matches is degenerate"}
+    return H, info
+
+
+def solve_pairs(
+    pairs: list[Pair],
+    cfg: RegisterConfig,
+    device: torch.device,
+    progress: Callable[[Any], None] | None = None,
+    init_mode: str = "none",
+) -> list[dict[str, Any]]:
+    """Register pairs of equal sizes as one batch and judge each result: one record per pair (see build_record).
+
+    Images are converted to luminance so that gray and colour images batch together. Each record's ``start``
+    says where the solve started: ``file`` (the pair's ``init``), ``direct`` or ``features``. With
+    ``init_mode="auto"``, a pair without ``init`` whose direct result the verdict rejects is solved again from
+    :func:`feature_start`; that record (``start: features``) replaces the direct one when matching found a
+    start, and keeps the direct verdict under ``direct_verdict``. ``init_mode="none"``: the direct solve only.
+    """
+    check_choice(init_mode, "init_mode", INIT_MODES)
+    records = _solve(pairs, cfg, device, progress)
+    for p, rec in zip(pairs, records, strict=True):
+        rec["start"] = "file" if p.init is not None else "direct"
+    if init_mode != "auto":
+        return records
+    retry = [k for k, (p, r) in enumerate(zip(pairs, records, strict=True)) if p.init is None and rejection(r)]
+    starts = {k: feature_start(pairs[k], cfg.model, device) for k in retry}
+    for k in retry:
+        if starts[k][0] is None:
+            records[k]["features"] = starts[k][1]
+    todo = [k for k in retry if starts[k][0] is not None]
+    if not todo:
+        return records
+    again = _solve([dataclasses.replace(pairs[k], init=starts[k][0]) for k in todo], cfg, device, progress)
+    for k, rec in zip(todo, again, strict=True):
+        info = starts[k][1]
+        rec["seconds"] += records[k]["seconds"] + info["seconds"]
+        records[k] = {**rec, "start": "features", "features": info, "direct_verdict": records[k]["verdict"]}
+    return records
 
 
 def build_record(
@@ -190,7 +266,12 @@ def rejection(record: dict[str, Any]) -> str | None:
     v = record.get("verdict")
     if v is None or v["ok"]:
         return None
-    return f"registration rejected: {v['reason']}"
+    msg = f"registration rejected: {v['reason']}"
+    if record.get("start") == "features":
+        msg += f" (from the feature start; the direct start: {record['direct_verdict'].get('reason')})"
+    elif "error" in record.get("features", {}):
+        msg += f" (no feature start: {record['features']['error']})"
+    return msg
 
 
 # --------------------------------------------------------------------------------------------- writing
@@ -248,9 +329,13 @@ def register_files(
 ) -> dict[str, Any]:
     """``gdvision register A B``: the record of one pair, its files written; RegistrationRejected if judged wrong.
 
+    ``init``: ``"auto"`` (a feature start when the direct result is rejected, see :func:`solve_pairs`),
+    ``"none"`` or None (the direct solve only), or a homography file A -> B to start from.
+
     Outputs are claimed before anything is read or solved: an output that is an input of the run, or that
     exists without ``overwrite``, is a UsageError (exit 2) and nothing is written.
     """
+    init_mode, init = split_init(init)
     policy = OutputPolicy(None, inputs=[a, b, mask_a, mask_b, init, gt], overwrite=overwrite)
     claimed = policy.claim_all({"--out": out, "--out-warped": out_warped, "--out-overlay": out_overlay})
     img_a, img_b = read_image(a), read_image(b)
@@ -260,7 +345,7 @@ def register_files(
     why = check_texture(pair, device)
     if why is not None:
         raise InputError(why)
-    record = solve_pairs([pair], cfg, device, progress)[0]
+    record = solve_pairs([pair], cfg, device, progress, init_mode)[0]
     reason = rejection(record)
     if reason is not None:
         raise RegistrationRejected(reason, record)
@@ -277,6 +362,10 @@ class RegisterJob(PairJob):
     name = "register"
     optional = ("gt", "model", "loss")
     metric_keys = ("corner_error_px", "iterations")
+
+    def __init__(self, cfg: RegisterConfig, device: torch.device, init_mode: str = "none") -> None:
+        super().__init__(cfg, device)
+        self.init_mode = check_choice(init_mode, "init_mode", INIT_MODES)
 
     def load(self, item: Item) -> Pair:
         a, b = read_image(item.path("a")), read_image(item.path("b"))
@@ -300,7 +389,7 @@ class RegisterJob(PairJob):
             else:
                 todo.append(n)
         if todo:
-            records = solve_pairs([group[n][1] for n in todo], cfg, self.device)
+            records = solve_pairs([group[n][1] for n in todo], cfg, self.device, init_mode=self.init_mode)
             for n, record in zip(todo, records, strict=True):
                 reason = rejection(record)
                 outcomes[n] = Outcome(group[n][0], record if reason is None else None, reason)
@@ -311,11 +400,14 @@ __all__ = [
     "Pair",
     "RegisterJob",
     "RegistrationRejected",
+    "INIT_MODES",
     "build_record",
+    "feature_start",
     "read_gt",
     "read_mask",
     "read_matrix",
     "register_files",
     "solve_pairs",
+    "split_init",
     "write_outputs",
 ]
