@@ -152,7 +152,7 @@ def match(
     if "corner_error_px" in rec:
         msg += f"; mean corner error {rec['corner_error_px']:.4f} px"
     say(quiet, msg)
-    if not quiet and out is None:
+    if out is None:  # the model is the result: without --out it goes to stdout, --quiet or not (quiet is stderr)
         key = "H" if "H" in rec else "F"
         typer.echo(f"{key} = " + str([[round(v, 8) for v in row] for row in rec[key]]))
 

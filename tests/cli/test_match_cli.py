@@ -285,3 +285,18 @@ def test_match_manifest_options_without_manifest_are_usage_errors(pair, tmp_path
         r = runner.invoke(app, ["match", str(a), str(b), "--device", "cpu", *extra])
         assert r.exit_code == 2 and "--manifest" in r.output, r.output
     assert not (tmp_path / "d").exists()
+
+
+def test_match_quiet_without_out_prints_the_model_on_stdout(pair):
+    """Issue 19 item 4: ``match -q`` without --out/--json exited 0 printing nothing: the result was thrown away."""
+    a, b, _, H = pair
+    r = runner.invoke(app, ["match", str(a), str(b), "--device", "cpu", "-q"])
+    assert r.exit_code == 0, r.output
+    assert r.stderr == ""  # quiet silences the summary, not the result
+    (line,) = r.stdout.splitlines()
+    assert line.startswith("H = ")
+    got = np.asarray(json.loads(line[4:]))
+    got /= got[2, 2]
+    corners = np.array([[0, 0, 1], [239, 0, 1], [239, 179, 1], [0, 179, 1]], float).T
+    pa, pb = got @ corners, H @ corners
+    assert np.abs(pa[:2] / pa[2] - pb[:2] / pb[2]).max() < 2.0
