@@ -56,6 +56,14 @@ MIN_TEXTURE = 0.002
 MIN_OVERLAP = 0.1
 #: Smallest ``gradient_agreement`` of an accepted result.
 MIN_GRADIENT_AGREEMENT = 0.55
+#: ``--init auto`` checks an accepted direct result against feature matches below this ``gradient_agreement``.
+SUSPECT_AGREEMENT = 0.9
+#: A feature check decides only when RANSAC kept at least this many inliers.
+MIN_FEATURE_INLIERS = 15
+#: Smallest ``feature_agreement`` (share of the feature inliers mapped within FEATURE_PX) of an accepted result.
+MIN_FEATURE_AGREEMENT = 0.5
+#: Distance (pixels of B) within which a result agrees with a feature match.
+FEATURE_PX = 3.0
 #: Gaussian blur (sigma, pixels of the working level) before the gradients of ``gradient_agreement``.
 BLUR = 1.0
 #: The measures are computed at the finest pyramid level with at most this many pixels (bounded cost).
@@ -190,4 +198,52 @@ def judge(
     return out
 
 
-__all__ = ["MIN_GRADIENT_AGREEMENT", "MIN_OVERLAP", "MIN_TEXTURE", "Verdict", "judge", "measure", "texture"]
+def feature_check(
+    verdict: dict[str, object], H: torch.Tensor, pts_a: torch.Tensor, pts_b: torch.Tensor
+) -> dict[str, object]:
+    """``verdict`` (a :meth:`Verdict.as_dict`) with the feature measures added and applied; a new dict.
+
+    A measure independent of the photometric solve: ``feature_agreement`` is the share of the feature matches
+    ``pts_a`` -> ``pts_b`` (N, 2) pixels (RANSAC inliers, or their images under the fitted model) that ``H``
+    (3, 3) A -> B maps within :data:`FEATURE_PX` px; ``feature_inliers`` is N. An accepted verdict is
+    rejected (``decided_by: feature_agreement``) when N >= :data:`MIN_FEATURE_INLIERS` and the share is below
+    :data:`MIN_FEATURE_AGREEMENT`.
+
+    Example:
+        >>> import torch
+        >>> pa = torch.rand(20, 2) * 100
+        >>> v = {"ok": True, "measures": {}}
+        >>> feature_check(v, torch.eye(3, dtype=torch.float64), pa, pa + 10)["decided_by"]
+        'feature_agreement'
+        >>> feature_check(v, torch.eye(3, dtype=torch.float64), pa, pa + 1)["ok"]
+        True
+    """
+    from gdvision.geometry import transfer_error
+
+    n = int(pts_a.shape[0])
+    err = transfer_error(H.detach().cpu().to(torch.float64)[None], pts_a.cpu(), pts_b.cpu())[0]
+    share = float((err < FEATURE_PX).to(torch.float64).mean()) if n else 0.0
+    out = {**verdict, "measures": {**verdict["measures"], "feature_agreement": share, "feature_inliers": n}}  # type: ignore[dict-item]
+    if out["ok"] and n >= MIN_FEATURE_INLIERS and share < MIN_FEATURE_AGREEMENT:
+        out.update(
+            ok=False,
+            decided_by="feature_agreement",
+            reason=f"feature agreement {share:.3f} < {MIN_FEATURE_AGREEMENT:g} ({n} feature inliers)",
+        )
+    return out
+
+
+__all__ = [
+    "FEATURE_PX",
+    "MIN_FEATURE_AGREEMENT",
+    "MIN_FEATURE_INLIERS",
+    "SUSPECT_AGREEMENT",
+    "feature_check",
+    "MIN_GRADIENT_AGREEMENT",
+    "MIN_OVERLAP",
+    "MIN_TEXTURE",
+    "Verdict",
+    "judge",
+    "measure",
+    "texture",
+]

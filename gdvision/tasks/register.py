@@ -160,12 +160,24 @@ def _solve(
     ]
 
 
-def feature_start(pair: Pair, model: str, device: torch.device) -> tuple[np.ndarray | None, dict[str, Any]]:
-    """A start A -> B from ``match``'s default pipeline (features, ratio test, RANSAC homography): ``(H, info)``.
+@dataclass
+class FeatureStart:
+    """What :func:`feature_start` found: the start ``H`` (None when matching failed), ``info`` for the record,
+    and the matches that check a result (:func:`gdvision.register.verdict.feature_check`): the RANSAC inliers
+    ``pts_a`` and, in B, their matches (homography) or their images under the fitted model (simpler models)."""
+
+    H: np.ndarray | None
+    info: dict[str, Any]
+    pts_a: torch.Tensor | None = None
+    pts_b: torch.Tensor | None = None
+
+
+def feature_start(pair: Pair, model: str, device: torch.device) -> FeatureStart:
+    """A start A -> B from ``match``'s default pipeline (features, ratio test, RANSAC homography).
 
     For a model other than ``homography`` the model is fitted by least squares to the RANSAC inliers
-    (:func:`gdvision.register.motion.fit_motion`). ``H`` is None when matching finds no model (``info["error"]``).
-    ``info``: ``matches``, ``inliers``, ``seconds``.
+    (:func:`gdvision.register.motion.fit_motion`). ``info``: ``matches``, ``inliers``, ``seconds``, and
+    ``error`` when matching finds no model.
     """
     import time
 
@@ -176,14 +188,27 @@ def feature_start(pair: Pair, model: str, device: torch.device) -> tuple[np.ndar
     try:
         res = match_images(pair.a.tensor(device), pair.b.tensor(device), MatchConfig())
     except SolverError as exc:
-        return None, {"error": str(exc), "seconds": time.perf_counter() - t0}
+        return FeatureStart(None, {"error": str(exc), "seconds": time.perf_counter() - t0})
     inl = res.inliers
-    H = res.model if model == "homography" else fit_motion(res.pts_a[inl], res.pts_b[inl], model)
-    H = H.detach().cpu().to(torch.float64).numpy()
+    pa, pb = res.pts_a[inl].cpu().double(), res.pts_b[inl].cpu().double()
+    Ht = res.model if model == "homography" else fit_motion(pa, pb, model)
+    Ht = Ht.detach().cpu().to(torch.float64)
+    if model != "homography":  # the matches as the model sees them (a similarity cannot follow a perspective)
+        q = torch.cat([pa, torch.ones_like(pa[:, :1])], 1) @ Ht.T
+        pb = q[:, :2] / q[:, 2:3]
     info = {"matches": int(inl.numel()), "inliers": int(inl.sum()), "seconds": time.perf_counter() - t0}
+    H = Ht.numpy()
     if not np.isfinite(H).all() or abs(np.linalg.det(H)) < 1e-12:
-        return None, {**info, "error": f"the {model} fitted to the feature matches is degenerate"}
-    return H, info
+        return FeatureStart(None, {**info, "error": f"the {model} fitted to the feature matches is degenerate"})
+    return FeatureStart(H, info, pa, pb)
+
+
+def _with_features(record: dict[str, Any], fs: FeatureStart) -> dict[str, Any]:
+    """The record with its verdict checked against the feature matches of ``fs``."""
+    from gdvision.register.verdict import feature_check
+
+    H = torch.tensor(record["H"], dtype=torch.float64)
+    return {**record, "verdict": feature_check(record["verdict"], H, fs.pts_a, fs.pts_b)}
 
 
 def solve_pairs(
@@ -196,30 +221,37 @@ def solve_pairs(
     """Register pairs of equal sizes as one batch and judge each result: one record per pair (see build_record).
 
     Images are converted to luminance so that gray and colour images batch together. Each record's ``start``
-    says where the solve started: ``file`` (the pair's ``init``), ``direct`` or ``features``. With
-    ``init_mode="auto"``, a pair without ``init`` whose direct result the verdict rejects is solved again from
-    :func:`feature_start`; that record (``start: features``) replaces the direct one when matching found a
-    start, and keeps the direct verdict under ``direct_verdict``. ``init_mode="none"``: the direct solve only.
+    says where the solve started: ``file`` (the pair's ``init``), ``direct`` or ``features``.
+    ``init_mode="none"``: the direct solve only. ``init_mode="auto"``: for a pair without ``init`` whose direct
+    result the verdict rejects, or whose ``gradient_agreement`` is below
+    :data:`~gdvision.register.verdict.SUSPECT_AGREEMENT`, features are matched (:func:`feature_start`) and the
+    direct result is also judged by its agreement with them (:func:`~gdvision.register.verdict.feature_check`);
+    if that rejects it, the pair is solved again from the feature start, and that result, judged the same way,
+    is the answer (``start: features``; the direct verdict is kept under ``direct_verdict``).
     """
+    from gdvision.register.verdict import SUSPECT_AGREEMENT
+
     check_choice(init_mode, "init_mode", INIT_MODES)
     records = _solve(pairs, cfg, device, progress)
     for p, rec in zip(pairs, records, strict=True):
         rec["start"] = "file" if p.init is not None else "direct"
     if init_mode != "auto":
         return records
-    retry = [k for k, (p, r) in enumerate(zip(pairs, records, strict=True)) if p.init is None and rejection(r)]
-    starts = {k: feature_start(pairs[k], cfg.model, device) for k in retry}
-    for k in retry:
-        if starts[k][0] is None:
-            records[k]["features"] = starts[k][1]
-    todo = [k for k in retry if starts[k][0] is not None]
+    starts: dict[int, FeatureStart] = {}
+    for k, (p, rec) in enumerate(zip(pairs, records, strict=True)):
+        v = rec["verdict"]
+        if p.init is None and (not v["ok"] or v["measures"]["gradient_agreement"] < SUSPECT_AGREEMENT):
+            fs = starts[k] = feature_start(p, cfg.model, device)
+            records[k] = _with_features(rec, fs) if fs.H is not None else {**rec, "features": fs.info}
+    todo = [k for k, fs in starts.items() if fs.H is not None and not records[k]["verdict"]["ok"]]
     if not todo:
         return records
-    again = _solve([dataclasses.replace(pairs[k], init=starts[k][0]) for k in todo], cfg, device, progress)
+    again = _solve([dataclasses.replace(pairs[k], init=starts[k].H) for k in todo], cfg, device, progress)
     for k, rec in zip(todo, again, strict=True):
-        info = starts[k][1]
-        rec["seconds"] += records[k]["seconds"] + info["seconds"]
-        records[k] = {**rec, "start": "features", "features": info, "direct_verdict": records[k]["verdict"]}
+        fs = starts[k]
+        rec = _with_features(rec, fs)
+        rec["seconds"] += records[k]["seconds"] + fs.info["seconds"]
+        records[k] = {**rec, "start": "features", "features": fs.info, "direct_verdict": records[k]["verdict"]}
     return records
 
 
@@ -402,6 +434,7 @@ __all__ = [
     "RegistrationRejected",
     "INIT_MODES",
     "build_record",
+    "FeatureStart",
     "feature_start",
     "read_gt",
     "read_mask",
