@@ -7,11 +7,10 @@ to get the traceback of an unexpected error.
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -20,11 +19,16 @@ import typer
 
 from gdvision.errors import GdvisionError, UsageError
 
+from .progress import progress_bar
+
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="Where to compute: auto (CUDA if available, else CPU), cpu, cuda, cuda:N or mps."),
 ]
-QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or human summary.")]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress display or human summary on stderr (errors still print)."),
+]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object on stdout.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducible runs.")]
 
@@ -191,53 +195,6 @@ def validated(cfg: Any, flags: dict[str, str]) -> Any:
             msg = msg[:pos] + flags[f] + msg[pos + len(f) :]
         raise UsageError(msg) from None
     return cfg
-
-
-@contextlib.contextmanager
-def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callable[..., None]]:
-    """A rich progress bar on stderr; yields ``update(completed=None, total=None, description=None, **fields)``.
-
-    When disabled (``--quiet`` or ``--json``), yields a no-op.
-    """
-    if not enabled:
-        yield lambda *a, **k: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    with Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        console=console,
-        transient=True,
-    ) as prog:
-        task = prog.add_task(description, total=None, info="")
-
-        def update(
-            completed: float | None = None,
-            total: float | None = None,
-            description: str | None = None,
-            advance: float | None = None,
-            info: str | None = None,
-        ) -> None:
-            kw: dict[str, Any] = {}
-            if completed is not None:
-                kw["completed"] = completed
-            if total is not None:
-                kw["total"] = total
-            if description is not None:
-                kw["description"] = description
-            if advance is not None:
-                kw["advance"] = advance
-            if info is not None:
-                kw["info"] = info
-            prog.update(task, **kw)
-
-        yield update
 
 
 def say(quiet: bool, message: str) -> None:

@@ -143,13 +143,16 @@ def depth(
     from gdvision.tasks.depth import run_depth_files
 
     show = not (quiet or json_out)
-    with progress_bar(show, "depth") as update:
+    with progress_bar(show, "depth: setup") as update:
 
         def on_progress(p: Any) -> None:
+            if hasattr(p, "stage"):  # the plane sweep (planes costed), then its aggregation (no count)
+                update(description=f"depth: {p.stage}", completed=p.done, total=p.total, info="")
+                return
             update(
                 completed=p.iteration,
                 total=p.max_iterations,
-                description=f"level {p.num_levels - p.level}/{p.num_levels}",
+                description=f"depth: refine level {p.num_levels - p.level}/{p.num_levels}",
                 info=f"loss {p.loss:.4f}",
             )
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -31,6 +32,18 @@ from gdvision.depth.sweep import plane_sweep
 from gdvision.errors import UsageError
 from gdvision.optim import Progress, StepConfig, coarse_to_fine
 from gdvision.pyramid import num_levels
+
+
+@dataclass
+class StageProgress:
+    """What the progress callback of :func:`estimate_depth` receives before the refinement starts.
+
+    ``stage``: ``"plane sweep"`` (``done`` of ``total`` planes costed) or ``"aggregation"`` (``total`` None).
+    """
+
+    stage: str
+    done: int
+    total: int | None
 
 
 def depth_bounds(cfg: DepthConfig, ref: View, sources: Sequence[View]) -> tuple[float, float]:
@@ -77,7 +90,9 @@ def level_iterations(cfg: DepthConfig, n_levels: int) -> list[int]:
     return iters
 
 
-def _start(problem: DepthProblem, cfg: DepthConfig, device: torch.device) -> torch.Tensor:
+def _start(
+    problem: DepthProblem, cfg: DepthConfig, device: torch.device, progress: Callable[[StageProgress], None] | None
+) -> torch.Tensor:
     """``theta`` (1, 1, h, w) at the coarsest level: the plane sweep's, random, or mid-range."""
     top = problem.num_levels - 1
     th, tw = problem.lv[top].ref.shape[-2:]
@@ -85,7 +100,9 @@ def _start(problem: DepthProblem, cfg: DepthConfig, device: torch.device) -> tor
         planes = cfg.sweep_planes
         if planes is None:
             planes = int(min(max(math.ceil(2.0 * problem.parallax(top)) + 1, 16), 256))
-        return problem.theta_of(plane_sweep(problem, top, planes, cfg.sweep_fill, cfg.sgm_p1, cfg.sgm_p2))
+        report = None if progress is None else lambda stage, done, total: progress(StageProgress(stage, done, total))
+        wmap = plane_sweep(problem, top, planes, cfg.sweep_fill, cfg.sgm_p1, cfg.sgm_p2, report)
+        return problem.theta_of(wmap)
     if cfg.init == "random":
         return torch.randn(1, 1, th, tw, device=device) * 1.0
     return torch.zeros(1, 1, th, tw, device=device)
@@ -115,7 +132,7 @@ def estimate_depth(
     ref: View,
     sources: Sequence[View],
     config: DepthConfig | None = None,
-    progress: Callable[[Progress], None] | None = None,
+    progress: Callable[[Progress | StageProgress], None] | None = None,
     device: str | torch.device = "cpu",
 ) -> DepthResult:
     """Dense depth of ``ref`` from calibrated ``sources`` (see the module docstring for the model).
@@ -124,7 +141,8 @@ def estimate_depth(
         ref: the reference view; its pixels get a depth.
         sources: N >= 1 source views (any sizes; same channel count as the reference).
         config: :class:`DepthConfig` (defaults if None).
-        progress: called after every Adam iteration with a :class:`~gdvision.optim.Progress`.
+        progress: called during the plane sweep with a :class:`StageProgress`, then after every Adam iteration
+            with a :class:`~gdvision.optim.Progress`.
         device: where to compute.
 
     Returns:
@@ -151,7 +169,7 @@ def estimate_depth(
     min_d, max_d = depth_bounds(cfg, ref, sources)
     n_levels = pyramid_levels(cfg, *ref.image.shape[-2:])
     problem = DepthProblem(build_levels(ref, sources, n_levels, dev), 1.0 / max_d, 1.0 / min_d, cfg)
-    theta0 = _start(problem, cfg, dev)
+    theta0 = _start(problem, cfg, dev, progress)
     iters = level_iterations(cfg, n_levels)
     configs = [
         StepConfig(
@@ -178,4 +196,4 @@ def estimate_depth(
     )
 
 
-__all__ = ["depth_bounds", "estimate_depth", "level_iterations", "pyramid_levels"]
+__all__ = ["StageProgress", "depth_bounds", "estimate_depth", "level_iterations", "pyramid_levels"]

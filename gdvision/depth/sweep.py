@@ -14,6 +14,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -44,6 +46,7 @@ def plane_sweep(
     fill_factor: float | None = None,
     sgm_p1: float | None = None,
     sgm_p2: float = 0.3,
+    progress: Callable[[str, int, int | None], None] | None = None,
 ) -> torch.Tensor:
     """Winner-take-all inverse depth (1, 1, H, W) over ``planes`` fronto-parallel planes at ``level``.
 
@@ -51,7 +54,8 @@ def plane_sweep(
     parabola through its cost and its two neighbours', and the map is median-filtered (3x3). Pixels that
     no view sees at any plane get the median inverse depth of the seen ones; with ``fill_factor``, winners
     costing more than ``fill_factor`` x the median winning cost are filled from the background
-    (:func:`fill_background`).
+    (:func:`fill_background`). ``progress(stage, done, total)``, if given, is called after every chunk of planes
+    (``"plane sweep"``, planes done, ``planes``) and before the aggregation (``"aggregation"``, 0, None).
     """
     h, w = problem.lv[level].ref.shape[-2:]
     ws = torch.linspace(problem.w_min, problem.w_max, planes, dtype=problem.lv[level].ref.dtype)
@@ -61,9 +65,13 @@ def plane_sweep(
             wmap = chunk.view(-1, 1, 1, 1).expand(-1, 1, h, w).to(problem.lv[level].ref.device)
             c, _ = problem.cost(level, wmap)
             costs.append(c[:, 0])
+            if progress is not None:
+                progress("plane sweep", sum(len(x) for x in costs), planes)
         vol = torch.cat(costs, 0)  # (P,H,W)
         agg = vol
         if sgm_p1 is not None:
+            if progress is not None:
+                progress("aggregation", 0, None)
             agg = sgm_aggregate(neutral_unseen(vol), problem.lv[level].ref, sgm_p1, sgm_p2, problem.cfg.edge_gamma)
         idx = agg.argmin(0)
         best = vol.gather(0, idx[None])[0]

@@ -280,3 +280,20 @@ def test_manifest_item_with_one_view_fails_with_its_reason(scene_dir: Path, tmp_
     assert res.exit_code == 1, res.output
     rep = json.loads(res.stdout.strip().splitlines()[-1])
     assert rep["failed"] == 1 and "at least one source image" in rep["failures"][0]["error"]
+
+
+def test_progress_names_stages_with_counts_only_where_asked(scene_dir: Path, tmp_path: Path) -> None:
+    """Issue 19 item 2: stages (plane sweep with its plane count, then each refinement level) and an ETA on stderr;
+    no bar when stderr is not a terminal unless GDVISION_PROGRESS=1; nothing under --quiet; stdout stays empty."""
+    res = runner.invoke(app, _args(scene_dir, tmp_path / "a"), env={"GDVISION_PROGRESS": "1"})
+    assert res.exit_code == 0, res.output
+    assert res.stdout == ""
+    lines = res.stderr.splitlines()
+    sweep = [x for x in lines if x.startswith("depth: plane sweep: ")]
+    assert sweep and sweep[0].startswith("depth: plane sweep: 16/64 elapsed ") and "left" in sweep[0]
+    assert any(x.startswith("depth: refine level 1/") for x in lines)
+    assert lines[-1].startswith("depth of ref.png")  # the summary still comes last
+    res = runner.invoke(app, _args(scene_dir, tmp_path / "b"), env={"GDVISION_PROGRESS": ""})  # not a terminal
+    assert res.exit_code == 0 and not any("plane sweep" in x or "elapsed" in x for x in res.stderr.splitlines())
+    res = runner.invoke(app, _args(scene_dir, tmp_path / "c", "-q"), env={"GDVISION_PROGRESS": "1"})
+    assert res.exit_code == 0 and res.stderr == "" and res.stdout == ""
