@@ -266,3 +266,100 @@ def test_usage_errors_come_before_torch() -> None:
     r = subprocess.run([sys.executable, "-c", prog], capture_output=True, text=True, timeout=60)
     assert r.stdout.split() == ["2", "False"], r.stdout + r.stderr
     assert "--model" in r.stderr
+
+
+# --------------------------------------------------------------------------------------------- --init auto
+
+
+def _wide(d: Path, name: str, angle: float, scale: float, persp: bool) -> tuple[Path, Path, Path]:
+    """A 256x192 crop of camera.png and B = the photo seen rotated by ``angle`` degrees and scaled about the centre."""
+    w, h = 256, 192
+    photo = iio.imread(ROOT / "sample_data" / "natural" / "camera.png").astype(np.float32) / 255.0
+    T = np.array([[1, 0, -120], [0, 1, -100], [0, 0, 1.0]])
+    c, s = np.cos(np.radians(angle)) * scale, np.sin(np.radians(angle)) * scale
+    cx, cy = (w - 1) / 2, (h - 1) / 2
+    G = np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0, 0, 1]])
+    if persp:
+        G = G @ np.array([[1, 0.02, 0], [0.01, 1, 0], [3e-4, -2e-4, 1]])
+    a = cv2.warpPerspective(photo, T, (w, h), flags=cv2.INTER_LINEAR)
+    b = cv2.warpPerspective(photo, G @ T, (w, h), flags=cv2.INTER_LINEAR)
+    b = np.clip(b * 1.1 + np.random.default_rng(0).normal(0, 0.005, b.shape), 0, 1)
+    paths = d / f"{name}_a.png", d / f"{name}_b.png", d / f"{name}_gt.json"
+    iio.imwrite(paths[0], (a * 255).round().astype(np.uint8))
+    iio.imwrite(paths[1], (b * 255).round().astype(np.uint8))
+    paths[2].write_text(json.dumps({"H": (G / G[2, 2]).tolist()}))
+    return paths
+
+
+@pytest.fixture(scope="module")
+def wide_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, Path, Path]]:
+    d = tmp_path_factory.mktemp("wide")
+    return {"homography": _wide(d, "wide", 45, 0.7, True), "similarity": _wide(d, "sim", 60, 1.3, False)}
+
+
+def test_wide_pair_direct_fails_and_auto_recovers_from_features(wide_files: dict, tmp_path: Path) -> None:
+    """Issue 15: 45 degrees and scale 0.7 are beyond the direct solve; --init auto (default) starts from features."""
+    a, b, gt = wide_files["homography"]
+    code, stdout, _ = _run(str(a), str(b), "--gt", str(gt), "--init", "none", "--json", "--device", "cpu")
+    rec = json.loads(stdout)
+    assert rec["start"] == "direct" and (code == 1 or rec["corner_error_px"] > 3)
+    out = tmp_path / "H.json"
+    code, stdout, _ = _run(str(a), str(b), "--gt", str(gt), "--json", "--device", "cpu", "--out", str(out))
+    rec = json.loads(stdout)
+    assert code == 0 and rec["start"] == "features" and rec["corner_error_px"] < 1.0
+    assert rec["features"]["inliers"] >= 15 and rec["direct_verdict"]["ok"] is False
+    assert rec["verdict"]["measures"]["feature_agreement"] > 0.9
+    assert json.loads(out.read_text())["start"] == "features"
+    code, stdout, stderr = _run(str(a), str(b), "--gt", str(gt), "--device", "cpu")
+    assert code == 0 and "start features" in stdout + stderr  # the human line says which start was used
+
+
+def test_wide_pair_feature_start_fits_the_model(wide_files: dict) -> None:
+    """With --model similarity the feature start is a similarity fitted to the inliers, and so is the result."""
+    a, b, gt = wide_files["similarity"]
+    code, stdout, _ = _run(str(a), str(b), "--gt", str(gt), "--model", "similarity", "--json", "--device", "cpu")
+    rec = json.loads(stdout)
+    assert code == 0 and rec["start"] == "features" and rec["corner_error_px"] < 1.0
+    Hm = np.array(rec["H"])
+    assert np.allclose(Hm[2], [0, 0, 1]) and np.isclose(Hm[0, 0], Hm[1, 1]) and np.isclose(Hm[0, 1], -Hm[1, 0])
+
+
+def test_init_none_and_auto_keep_the_direct_result_on_a_near_pair(pair_files: Path) -> None:
+    """A near pair: --init none, --init auto and the library's register_batch give the same H; start direct."""
+    import torch
+
+    from gdvision.register import RegisterConfig, register_batch
+
+    d = pair_files
+    recs = {}
+    for mode in ("none", "auto"):
+        code, stdout, _ = _run(str(d / "a2.png"), str(d / "b2.png"), "--init", mode, "--json", "--device", "cpu")
+        recs[mode] = json.loads(stdout)
+        assert code == 0 and recs[mode]["start"] == "direct"
+    ta, tb = (torch.from_numpy(iio.imread(d / f"{s}2.png").astype(np.float32) / 255)[None, None] for s in "ab")
+    assert recs["none"]["H"] == recs["auto"]["H"] == register_batch(ta, tb, RegisterConfig()).H[0].tolist()
+    assert "feature_agreement" not in recs["none"]["verdict"]["measures"]
+
+
+def test_unrelated_pair_still_fails_with_auto(pair_files: Path) -> None:
+    code, stdout, stderr = _run(str(pair_files / "a0.png"), str(pair_files / "other.png"), "--init", "auto", "--json")
+    rec = json.loads(stdout)
+    assert code == 1 and rec["verdict"]["ok"] is False and "rejected" in stderr
+
+
+def test_manifest_records_each_items_start(pair_files: Path, wide_files: dict, tmp_path: Path) -> None:
+    a, b, gt = wide_files["homography"]
+    d = pair_files
+    a2, b2 = d / "a2.png", d / "b2.png"
+    csv = tmp_path / "m.csv"
+    csv.write_text(f"a,b,gt\n{a},{b},{gt}\n{a2},{b2},{d / 'gt2.json'}\n")
+    out = tmp_path / "o"
+    r = runner.invoke(app, ["register", "--manifest", str(csv), "--out-dir", str(out), "--json", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    wide = json.loads((out / f"{a.stem}__{b.stem}.json").read_text())
+    near = json.loads((out / "a2__b2.json").read_text())
+    assert wide["start"] == "features" and wide["corner_error_px"] < 1.0 and near["start"] == "direct"
+    r = runner.invoke(app, ["register", "--manifest", str(csv), "--out-dir", str(tmp_path / "n"), "--init", "none"])
+    assert r.exit_code == 1  # the direct solve alone cannot do the wide pair
+    r = runner.invoke(app, ["register", "--manifest", str(csv), "--out-dir", str(tmp_path / "f"), "--init", str(gt)])
+    assert r.exit_code == 2  # a start file belongs to one pair
