@@ -75,12 +75,41 @@ def register_overlay(warped: torch.Tensor, mask: torch.Tensor, b: torch.Tensor) 
     return checkerboard(ga, gb, 8, mask)
 
 
-def draw_matches(a: torch.Tensor, b: torch.Tensor, res: Any, max_lines: int = 2000) -> torch.Tensor:
+def pick_matches(inliers: torch.Tensor, max_lines: int) -> torch.Tensor:
+    """Indices (drawing order) of at most ``max_lines`` matches to draw: inliers first, then outliers with what is left.
+
+    ``inliers``: (K,) bool. When a group has more matches than its share, an evenly spaced subset (in the matches'
+    order) is kept, so the lines spread over the picture instead of piling up at one end. The outliers come first
+    in the result (drawn first, under the inliers).
+
+    Example:
+        >>> import torch
+        >>> pick_matches(torch.tensor([True, False, True, True, False]), 2).tolist()
+        [0, 3]
+        >>> pick_matches(torch.tensor([True, False, True, False]), 3).tolist()
+        [1, 0, 2]
+    """
+    cap = max(int(max_lines), 0)
+    inl, out = torch.nonzero(inliers)[:, 0], torch.nonzero(~inliers)[:, 0]
+
+    def spread(idx: torch.Tensor, n: int) -> torch.Tensor:
+        if idx.numel() <= n:
+            return idx
+        if n <= 0:
+            return idx[:0]
+        return idx[torch.linspace(0, idx.numel() - 1, n).round().long()]
+
+    keep_in = spread(inl, cap)
+    return torch.cat([spread(out, cap - keep_in.numel()), keep_in])
+
+
+def draw_matches(a: torch.Tensor, b: torch.Tensor, res: Any, max_lines: int = 200) -> torch.Tensor:
     """Matches of ``a`` (1, C, Ha, Wa) and ``b`` (1, C', Hb, Wb) side by side, (1, 3, max(Ha, Hb), Wa + Wb).
 
     ``res`` holds the matches as a :class:`gdvision.features.match.MatchResult` does: ``pts_a``, ``pts_b`` (K, 2)
     pixel coordinates and ``inliers`` (K,) bool. Inliers are drawn green (last, on top), outliers red; at most
-    ``max_lines`` lines. The photos are dimmed to 80% so the lines stand out; colour images stay in colour.
+    ``max_lines`` lines, inliers first (:func:`pick_matches`), so a pair with thousands of matches stays readable.
+    The photos are dimmed to 80% so the lines stand out; colour images stay in colour.
 
     Example:
         >>> import torch
@@ -99,8 +128,8 @@ def draw_matches(a: torch.Tensor, b: torch.Tensor, res: Any, max_lines: int = 20
     canvas *= 0.8  # dim the photos so the lines stand out
     pa = res.pts_a.detach().cpu().to(torch.float32)
     pb = res.pts_b.detach().cpu().to(torch.float32) + torch.tensor([float(wa), 0.0])
-    inl = res.inliers.detach().cpu()
-    order = torch.cat([torch.nonzero(~inl)[:, 0], torch.nonzero(inl)[:, 0]])[-max_lines:]  # inliers drawn last
+    inl = res.inliers.detach().cpu().bool()
+    order = pick_matches(inl, max_lines)  # outliers first, inliers drawn last (on top)
     h, w = canvas.shape[-2:]
     for sel, colour in ((order[~inl[order]], (1.0, 0.15, 0.1)), (order[inl[order]], (0.1, 1.0, 0.2))):
         if sel.numel() == 0:
@@ -143,6 +172,7 @@ _GLYPHS = {
     "-": "000000111000000",
     "e": "000111101110011",
     "+": "000010111010000",
+    "p": "110101110100100",
     " ": "000000000000000",
 }
 
@@ -190,12 +220,19 @@ def _draw_text(canvas: Any, text: str, x: int, y: int, scale: int = 2) -> None:
         x += 4 * scale
 
 
-def depth_preview(depth: Any, min_depth: float | None = None, max_depth: float | None = None) -> Any:
+def depth_preview(
+    depth: Any,
+    min_depth: float | None = None,
+    max_depth: float | None = None,
+    percentiles: tuple[float, float] = (2.0, 98.0),
+) -> Any:
     """RGB preview (H + legend, W, 3) numpy in [0, 1] of a depth map (H, W) (NaN = unknown, shown black).
 
-    Colours run on inverse depth between the range's ends (default: the 1st and 99th percentiles of the
-    known depths). The legend is a colour bar (near = red on the right, far = blue on the left) with the far,
-    middle (in inverse depth) and near depths printed under it.
+    Colours run on inverse depth between the range's ends: ``min_depth`` and ``max_depth`` when given, else robust
+    ``percentiles`` of the known depths (default the 2nd and 98th, so a few wild pixels or a wide search range do
+    not wash the picture out; depths beyond them take the end colours). The legend is a colour bar (near = red on
+    the right, far = blue on the left) with the far, middle (in inverse depth) and near depths printed under it;
+    an end taken from a percentile is labelled so (``p98 4823`` ... ``p2 2177``) where the width allows.
 
     Example:
         >>> import numpy as np
@@ -206,9 +243,11 @@ def depth_preview(depth: Any, min_depth: float | None = None, max_depth: float |
 
     d = np.asarray(depth, dtype=np.float64)
     known = np.isfinite(d) & (d > 0)
+    lo_p, hi_p = percentiles
+    tags = ["" if max_depth is not None else f"p{hi_p:g} ", "", "" if min_depth is not None else f"p{lo_p:g} "]
     if min_depth is None or max_depth is None:
         if known.any():
-            lo, hi = np.percentile(d[known], [1, 99])
+            lo, hi = np.percentile(d[known], [lo_p, hi_p])
         else:
             lo, hi = 1.0, 2.0
         min_depth = min_depth if min_depth is not None else float(lo)
@@ -224,7 +263,10 @@ def depth_preview(depth: Any, min_depth: float | None = None, max_depth: float |
     legend = np.zeros((bar_h + text_h, w, 3))
     legend[:bar_h] = colorize(np.linspace(0, 1, w)[None].repeat(bar_h, 0))
     mid = 2.0 / (inv_lo + inv_hi)
-    labels = [_format_depth(max_depth), _format_depth(mid), _format_depth(min_depth)]
+    values = [_format_depth(max_depth), _format_depth(mid), _format_depth(min_depth)]
+    labels = [tag + v for tag, v in zip(tags, values, strict=True)]
+    if sum(len(s) * 8 for s in labels) + 8 > w:  # too narrow for the percentile tags: the numbers only
+        labels = values
     canvas = np.zeros((text_h, w))
     widths = [len(s) * 8 for s in labels]
     xs = [2, max((w - widths[1]) // 2, 0), max(w - widths[2] - 2, 0)]

@@ -69,6 +69,9 @@ def match(
     out_viz: Annotated[
         Path | None, typer.Option(help="Write both images side by side with inlier (green) / outlier (red) lines.")
     ] = None,
+    viz_max: Annotated[
+        int, typer.Option(help="Most match lines --out-viz draws: inliers first, evenly spread (0 = images only).")
+    ] = 200,
     detector: DetectorOpt = "dog",
     max_features: MaxFeaturesOpt = 4000,
     matcher: Annotated[
@@ -111,6 +114,7 @@ def match(
     A manifest has columns a, b and optionally gt (JSON with the true H) and id. Existing outputs are kept
     (exit 2) unless --overwrite; the inputs (A, B, --gt) are never replaced.
     """
+    opts.check_positive("--viz-max", viz_max, allow_zero=True)
     batch["manifest"] = manifest = batch["manifest"] or batch.pop("pairs")
     opts.check_manifest_usage(manifest, batch["out_dir"], [a, b, out, out_matches, out_viz, gt])
     cfg = opts.validated(
@@ -141,7 +145,7 @@ def match(
     from gdvision.tasks.match import run_match
 
     with progress_bar(not (quiet or json_out), "matching"):
-        rec = run_match(a, b, cfg, device, out, out_matches, out_viz, gt, overwrite, seed)
+        rec = run_match(a, b, cfg, device, out, out_matches, out_viz, gt, overwrite, seed, viz_max)
     if json_out:
         emit_json(rec)
         return

@@ -141,12 +141,14 @@ def run_match(
     gt: Path | None = None,
     overwrite: bool = False,
     seed: int | None = None,
+    viz_max: int = 200,
 ) -> dict[str, Any]:
     """``gdvision match A B``: match one pair, write the outputs that are given, return the JSON record.
 
     Every output is claimed before the images are read (inputs ``a``, ``b``, ``gt`` are never replaced; existing
     outputs only with ``overwrite``). ``gt``: JSON with the true H (adds ``corner_error_px``). ``device``: a
     device or its name (``auto``, ``cpu``, ``cuda:1``...); ``seed``: seeds every RNG (None: left as they are).
+    ``viz_max``: the most match lines ``out_viz`` draws, inliers first (:func:`gdvision.viz.pick_matches`).
     """
     policy = OutputPolicy(None, inputs=[a, b, gt], overwrite=overwrite)
     paths = policy.claim_all({"--out": out, "--out-matches": out_matches, "--out-viz": out_viz})
@@ -161,7 +163,7 @@ def run_match(
     if "--out-viz" in paths:
         from gdvision.viz import draw_matches
 
-        write_png(paths["--out-viz"], draw_matches(ta, tb, res))
+        write_png(paths["--out-viz"], draw_matches(ta, tb, res, max_lines=viz_max))
     return rec
 
 

@@ -300,3 +300,23 @@ def test_match_quiet_without_out_prints_the_model_on_stdout(pair):
     corners = np.array([[0, 0, 1], [239, 0, 1], [239, 179, 1], [0, 179, 1]], float).T
     pa, pb = got @ corners, H @ corners
     assert np.abs(pa[:2] / pa[2] - pb[:2] / pb[2]).max() < 2.0
+
+
+def test_match_viz_max_caps_the_lines_inliers_first(pair, tmp_path):
+    """Issue 19 item 5: ``--viz-max N`` draws at most N lines (inliers first); a negative value is a usage error."""
+    import imageio.v3 as iio
+
+    a, b, _, _ = pair
+    counts = {}
+    for cap in ("3", "200"):
+        viz = tmp_path / f"viz{cap}.png"
+        r = runner.invoke(app, ["match", str(a), str(b), "--out-viz", str(viz), "--viz-max", cap, "--device", "cpu"])
+        assert r.exit_code == 0, r.output
+        pic = iio.imread(viz).astype(int)
+        green = (np.abs(pic - [26, 255, 51]) <= 1).all(-1).sum()
+        red = (np.abs(pic - [255, 38, 26]) <= 1).all(-1).sum()
+        counts[cap] = (green, red)
+    assert counts["3"][0] > 0 and counts["3"][1] == 0  # three inliers, no outlier
+    assert counts["200"][0] > 5 * counts["3"][0]
+    r = runner.invoke(app, ["match", str(a), str(b), "--out-viz", str(tmp_path / "v.png"), "--viz-max", "-1"])
+    assert r.exit_code == 2 and "--viz-max" in r.stderr and not (tmp_path / "v.png").exists()
