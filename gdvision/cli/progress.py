@@ -56,7 +56,7 @@ def _fmt_s(seconds: float) -> str:
 
 
 class _Lines:
-    """Plain-line progress for logs: ``stage: done/total (info) elapsed 0:12, about 0:30 left``."""
+    """Plain-line progress for logs: ``stage: done/total (info) 0:12 elapsed, eta 0:30``."""
 
     def __init__(self, description: str) -> None:
         self.description, self.info = description, ""
@@ -94,9 +94,9 @@ class _Lines:
         text = f"{self.description}: {self.done:g}/{self.total:g}" if self.total else f"{self.description}:"
         if self.info:
             text += f" ({self.info})"
-        text += f" elapsed {_fmt_s(elapsed)}"
-        if self.total and self.done > 0:
-            text += f", about {_fmt_s(elapsed * (self.total - self.done) / self.done)} left"
+        text += f" {_fmt_s(elapsed)} elapsed"
+        if self.total and 0 < self.done < self.total:
+            text += f", eta {_fmt_s(elapsed * (self.total - self.done) / self.done)}"
         return text
 
 
@@ -115,25 +115,31 @@ def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callab
         yield _Lines(description).update
         return
     from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        SpinnerColumn,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TextColumn
+    from rich.text import Text
+
+    class Counts(ProgressColumn):
+        """``12/256``; nothing for a stage without a count (no ``0/?``)."""
+
+        def render(self, task: Any) -> Text:
+            return Text("" if task.total is None else f"{task.completed:g}/{task.total:g}", style="green")
+
+    class Timing(ProgressColumn):
+        """``0:12 elapsed, eta 0:30`` (no eta before the first count or without a total)."""
+
+        def render(self, task: Any) -> Text:
+            text = f"{_fmt_s(task.elapsed or 0.0)} elapsed"
+            if task.total is not None and task.time_remaining is not None and task.completed < task.total:
+                text += f", eta {_fmt_s(task.time_remaining)}"
+            return Text(text, style="yellow")
 
     with Progress(
         SpinnerColumn(),
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        Counts(),
         TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(),
-        TextColumn("eta"),
-        TimeRemainingColumn(),
+        Timing(),
         console=Console(stderr=True),
         transient=True,
     ) as prog:

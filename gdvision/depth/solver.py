@@ -38,7 +38,8 @@ from gdvision.pyramid import num_levels
 class StageProgress:
     """What the progress callback of :func:`estimate_depth` receives before the refinement starts.
 
-    ``stage``: ``"plane sweep"`` (``done`` of ``total`` planes costed) or ``"aggregation"`` (``total`` None).
+    ``stage``: ``"plane sweep"`` (``done`` of ``total`` planes costed), then ``"aggregation"`` and ``"winners and
+    fill"`` (``total`` None).
     """
 
     stage: str

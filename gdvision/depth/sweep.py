@@ -55,7 +55,8 @@ def plane_sweep(
     no view sees at any plane get the median inverse depth of the seen ones; with ``fill_factor``, winners
     costing more than ``fill_factor`` x the median winning cost are filled from the background
     (:func:`fill_background`). ``progress(stage, done, total)``, if given, is called after every chunk of planes
-    (``"plane sweep"``, planes done, ``planes``) and before the aggregation (``"aggregation"``, 0, None).
+    (``"plane sweep"``, planes done, ``planes``), before the aggregation (``"aggregation"``, 0, None) and before
+    the winners' fit and fill (``"winners and fill"``, 0, None).
     """
     h, w = problem.lv[level].ref.shape[-2:]
     ws = torch.linspace(problem.w_min, problem.w_max, planes, dtype=problem.lv[level].ref.dtype)
@@ -73,6 +74,8 @@ def plane_sweep(
             if progress is not None:
                 progress("aggregation", 0, None)
             agg = sgm_aggregate(neutral_unseen(vol), problem.lv[level].ref, sgm_p1, sgm_p2, problem.cfg.edge_gamma)
+        if progress is not None:
+            progress("winners and fill", 0, None)
         idx = agg.argmin(0)
         best = vol.gather(0, idx[None])[0]
         lo = agg.gather(0, (idx - 1).clamp(min=0)[None])[0]

@@ -290,7 +290,7 @@ def test_progress_names_stages_with_counts_only_where_asked(scene_dir: Path, tmp
     assert res.stdout == ""
     lines = res.stderr.splitlines()
     sweep = [x for x in lines if x.startswith("depth: plane sweep: ")]
-    assert sweep and sweep[0].startswith("depth: plane sweep: 16/64 elapsed ") and "left" in sweep[0]
+    assert sweep and sweep[0].startswith("depth: plane sweep: 16/64 0:0") and " elapsed, eta 0:" in sweep[0]
     assert any(x.startswith("depth: refine level 1/") for x in lines)
     assert lines[-1].startswith("depth of ref.png")  # the summary still comes last
     res = runner.invoke(app, _args(scene_dir, tmp_path / "b"), env={"GDVISION_PROGRESS": ""})  # not a terminal
