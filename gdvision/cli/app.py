@@ -41,7 +41,7 @@ app.command("compare", no_args_is_help=True)(_compare.compare)
 @app.callback(invoke_without_command=True)
 def _root(
     ctx: typer.Context,
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(False, "--version", "-V", help="Print the version and exit.", is_eager=True),
 ) -> None:
     if version:
         from gdvision import __version__

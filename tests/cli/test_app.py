@@ -15,8 +15,9 @@ runner = CliRunner()
 
 
 def test_version_and_help() -> None:
-    r = runner.invoke(app, ["--version"])
-    assert r.exit_code == 0 and r.output.strip() == f"gdvision {__version__}"
+    for flag in ("--version", "-V"):  # -V: issue 19 item 7
+        r = runner.invoke(app, [flag])
+        assert r.exit_code == 0 and r.output.strip() == f"gdvision {__version__}"
     r = runner.invoke(app, ["--help"])
     assert r.exit_code == 0
     for command in ("register", "edges", "depth", "match", "features", "attack"):
