@@ -28,6 +28,13 @@ Calibration (synthetic pairs with known truth, 320x240 crops of the six photos i
 - the true H moved by 6 px at every corner: 19 of 34 caught; by 3 px: 4 of 25. Finer errors (a few pixels) are
   not what this verdict detects: it tells an answer from a non-answer.
 
+Wide baselines (``bench/register_wide.py``: rotations of 30-90 degrees, scales 0.5-2, perspective): the measures
+above caught 45 of the 46 direct results > 3 px off (the miss: 21 px off with ``gradient_agreement`` 0.664;
+in the quick set two misses at 0.642 and 0.774) and rejected none of 14 good ones. ``--init auto`` adds
+:func:`feature_check`, a measure independent of the photometric solve (agreement with the RANSAC inliers of
+``match``'s features), applied when the direct result is rejected or below :data:`SUSPECT_AGREEMENT`: with it,
+46 of 46 caught and none of 60 good results rejected.
+
 Example:
     >>> import torch
     >>> a = torch.nn.functional.avg_pool2d(torch.rand(1, 1, 64, 80), 3, 1, 1)

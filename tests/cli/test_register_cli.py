@@ -363,3 +363,12 @@ def test_manifest_records_each_items_start(pair_files: Path, wide_files: dict, t
     assert r.exit_code == 1  # the direct solve alone cannot do the wide pair
     r = runner.invoke(app, ["register", "--manifest", str(csv), "--out-dir", str(tmp_path / "f"), "--init", str(gt)])
     assert r.exit_code == 2  # a start file belongs to one pair
+
+
+def test_init_file_is_recorded_as_the_start(pair_files: Path) -> None:
+    d = pair_files
+    code, stdout, _ = _run(
+        str(d / "a1.png"), str(d / "b1.png"), "--init", str(d / "gt1.json"), "--gt", str(d / "gt1.json"), "--json"
+    )
+    rec = json.loads(stdout)
+    assert code == 0 and rec["start"] == "file" and rec["corner_error_px"] < 0.5 and "features" not in rec
