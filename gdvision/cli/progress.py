@@ -76,6 +76,7 @@ class _Lines:
         now = time.monotonic()
         if description is not None and description != self.description:
             self.description, self.done, self.total, self.start, self.printed = description, 0, None, now, False
+            self.info = ""
         if total is not None:
             self.total = total
         if completed is not None:
@@ -145,27 +146,14 @@ def progress_bar(enabled: bool, description: str = "working") -> Iterator[Callab
     ) as prog:
         state: dict[str, Any] = {"task": prog.add_task(description, total=None, info=""), "stage": description}
 
-        def update(
-            completed: float | None = None,
-            total: float | None = None,
-            description: str | None = None,
-            advance: float | None = None,
-            info: str | None = None,
-        ) -> None:
+        def update(description: str | None = None, **values: float | str | None) -> None:
+            """``values``: ``completed``, ``total``, ``advance``, ``info`` (None = unchanged), as in :class:`_Lines`."""
+            given = {k: v for k, v in values.items() if v is not None}
             if description is not None and description != state["stage"]:  # a new stage: a new task, new clock
                 prog.remove_task(state["task"])
-                state["task"] = prog.add_task(description, total=total, info=info or "")
+                state["task"] = prog.add_task(description, total=given.get("total"), info=given.get("info", ""))
                 state["stage"] = description
-            kw: dict[str, Any] = {}
-            if completed is not None:
-                kw["completed"] = completed
-            if total is not None:
-                kw["total"] = total
-            if advance is not None:
-                kw["advance"] = advance
-            if info is not None:
-                kw["info"] = info
-            prog.update(state["task"], **kw)
+            prog.update(state["task"], **given)
 
         yield update
 
