@@ -144,8 +144,9 @@ def match(
     assert a is not None and b is not None
     from gdvision.tasks.match import run_match
 
-    with progress_bar(not (quiet or json_out), "matching"):
-        rec = run_match(a, b, cfg, device, out, out_matches, out_viz, gt, overwrite, seed, viz_max)
+    with progress_bar(not (quiet or json_out), "match: setup") as update:
+        stage = lambda name: update(description=f"match: {name}")  # noqa: E731
+        rec = run_match(a, b, cfg, device, out, out_matches, out_viz, gt, overwrite, seed, viz_max, stage)
     if json_out:
         emit_json(rec)
         return

@@ -9,6 +9,7 @@ Single-item mode (:func:`run_match`) and manifest mode (:class:`MatchJob`) both 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +143,7 @@ def run_match(
     overwrite: bool = False,
     seed: int | None = None,
     viz_max: int = 200,
+    progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """``gdvision match A B``: match one pair, write the outputs that are given, return the JSON record.
 
@@ -149,13 +151,20 @@ def run_match(
     outputs only with ``overwrite``). ``gt``: JSON with the true H (adds ``corner_error_px``). ``device``: a
     device or its name (``auto``, ``cpu``, ``cuda:1``...); ``seed``: seeds every RNG (None: left as they are).
     ``viz_max``: the most match lines ``out_viz`` draws, inliers first (:func:`gdvision.viz.pick_matches`).
+    ``progress(stage)``: called as each stage starts (``"reading images"``, ``"features, matching, RANSAC"``,
+    ``"writing outputs"``).
     """
+    report = progress or (lambda stage: None)
     policy = OutputPolicy(None, inputs=[a, b, gt], overwrite=overwrite)
     paths = policy.claim_all({"--out": out, "--out-matches": out_matches, "--out-viz": out_viz})
     device = resolve_device(str(device))
     seed_everything(seed)
+    report("reading images")
     img_a, img_b = read_image(a), read_image(b)
+    report("features, matching, RANSAC")
     res, rec, (ta, tb) = match_loaded(img_a, img_b, read_homography(gt) if gt is not None else None, cfg, device)
+    if paths:
+        report("writing outputs")
     if "--out" in paths:
         write_json(paths["--out"], rec)
     if "--out-matches" in paths:

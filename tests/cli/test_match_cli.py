@@ -320,3 +320,15 @@ def test_match_viz_max_caps_the_lines_inliers_first(pair, tmp_path):
     assert counts["200"][0] > 5 * counts["3"][0]
     r = runner.invoke(app, ["match", str(a), str(b), "--out-viz", str(tmp_path / "v.png"), "--viz-max", "-1"])
     assert r.exit_code == 2 and "--viz-max" in r.stderr and not (tmp_path / "v.png").exists()
+
+
+def test_match_progress_names_its_stages_on_stderr_only_when_asked(pair):
+    """Issue 19 item 2: stage names on stderr (plain lines when stderr is no terminal and GDVISION_PROGRESS=1)."""
+    a, b, _, _ = pair
+    r = runner.invoke(app, ["match", str(a), str(b), "--device", "cpu"], env={"GDVISION_PROGRESS": "1"})
+    assert r.exit_code == 0, r.output
+    stages = [line.split(":")[1].strip() for line in r.stderr.splitlines() if line.startswith("match: ")]
+    assert stages == ["reading images", "features, matching, RANSAC"]
+    assert r.stdout.startswith("H = ") and r.stdout.count("\n") == 1
+    r = runner.invoke(app, ["match", str(a), str(b), "--device", "cpu"], env={"GDVISION_PROGRESS": ""})
+    assert r.exit_code == 0 and not any(line.startswith("match: ") for line in r.stderr.splitlines())
