@@ -242,7 +242,7 @@ def solve_pairs(
         v = rec["verdict"]
         if p.init is None and (not v["ok"] or v["measures"]["gradient_agreement"] < SUSPECT_AGREEMENT):
             fs = starts[k] = feature_start(p, cfg.model, device)
-            records[k] = _with_features(rec, fs) if fs.H is not None else {**rec, "features": fs.info}
+            records[k] = {**(_with_features(rec, fs) if fs.H is not None else rec), "features": fs.info}
     todo = [k for k, fs in starts.items() if fs.H is not None and not records[k]["verdict"]["ok"]]
     if not todo:
         return records
