@@ -173,11 +173,20 @@ def depth(
         emit_json(summary)
     else:
         r = summary["depth_range_used"]
+        n_src = len(views) - 1
         say(
             quiet,
-            f"depth of {views[0].name} from {len(views) - 1} view(s): {summary['known_fraction'] * 100:.1f}% known, "
-            f"range {r[0]:.4g}..{r[1]:.4g}, {summary['seconds']:.1f} s -> {out_dir}/",
+            f"depth of {views[0].name} from {n_src} source view{'s' if n_src > 1 else ''}: "
+            f"{summary['known_fraction'] * 100:.1f}% known, range {r[0]:.4g}..{r[1]:.4g}, "
+            f"{summary['seconds']:.1f} s -> {out_dir}/",
         )
+        if min_depth is None or max_depth is None:
+            which = " and ".join(n for n, v in (("--min-depth", min_depth), ("--max-depth", max_depth)) if v is None)
+            say(
+                quiet,
+                f"note: the search range came from the camera baselines (no {which}); when the scene's extent is "
+                "known, a tighter range gives a finer sweep",
+            )
         m = summary.get("metrics")
         if m:
             parts = [f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)]

@@ -297,3 +297,17 @@ def test_progress_names_stages_with_counts_only_where_asked(scene_dir: Path, tmp
     assert res.exit_code == 0 and not any("plane sweep" in x or "elapsed" in x for x in res.stderr.splitlines())
     res = runner.invoke(app, _args(scene_dir, tmp_path / "c", "-q"), env={"GDVISION_PROGRESS": "1"})
     assert res.exit_code == 0 and res.stderr == "" and res.stdout == ""
+
+
+def test_summary_counts_source_views_and_hints_at_the_range_options(scene_dir: Path, tmp_path: Path) -> None:
+    """Issue 19 item 7: "from 2 source views" (not "view(s)"); an automatic range says which options narrow it."""
+    res = runner.invoke(app, _args(scene_dir, tmp_path / "a"))
+    assert res.exit_code == 0, res.output
+    assert res.stderr.startswith("depth of ref.png from 2 source views: ") and "note:" not in res.stderr
+    args = _args(scene_dir, tmp_path / "b")
+    i = args.index("--min-depth")
+    del args[i : i + 4]  # no --min-depth, no --max-depth
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    note = res.stderr.splitlines()[-1]
+    assert note.startswith("note: the search range came from the camera baselines (no --min-depth and --max-depth)")
