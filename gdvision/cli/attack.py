@@ -102,6 +102,7 @@ def attack(
     max_features: Annotated[int, typer.Option(help="Hessian keypoints kept per image (top-K).")] = 2500,
     no_opencv: Annotated[bool, typer.Option("--no-opencv", help="Skip the OpenCV SIFT transfer check.")] = False,
     device: opts.DeviceOpt = "auto",
+    threads: opts.ThreadsOpt = 0,
     overwrite: opts.OverwriteOpt = False,
     json_out: opts.JsonOpt = False,
     quiet: opts.QuietOpt = False,
@@ -158,6 +159,7 @@ def attack(
     )
     manifest = batch["manifest"]
     opts.check_manifest_usage(manifest, out_dir, [a, b, target_h, true_h, mask, mask_b])
+    opts.set_threads(threads)
     if manifest is not None:
         from gdvision.tasks.attack import AttackJob
 

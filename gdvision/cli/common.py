@@ -31,6 +31,9 @@ QuietOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one machine-readable JSON object on stdout.")]
 SeedOpt = Annotated[int | None, typer.Option("--seed", help="Seed for reproducible runs.")]
+ThreadsOpt = Annotated[
+    int, typer.Option("--threads", help="CPU threads for torch's compute (0: torch's default, all cores).")
+]
 
 # Options of manifest mode (``--manifest``), shared by the commands that have them.
 ManifestOpt = Annotated[
@@ -176,6 +179,15 @@ def check_positive(name: str, value: float | int | None, allow_zero: bool = Fals
         return
     if value != value or (value < 0 if allow_zero else value <= 0):  # NaN check via value != value
         raise UsageError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value}")
+
+
+def set_threads(threads: int) -> None:
+    """Apply ``--threads``: UsageError when negative; 0 leaves torch's default; imports torch only when > 0."""
+    check_positive("--threads", threads, allow_zero=True)
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def validated(cfg: Any, flags: dict[str, str]) -> Any:

@@ -77,6 +77,7 @@ def depth(
         float | None, typer.Option(help="With --manifest and gt: exit 1 if the median AbsRel exceeds this.")
     ] = None,
     device: opts.DeviceOpt = "auto",
+    threads: opts.ThreadsOpt = 0,
     json_out: opts.JsonOpt = False,
     quiet: opts.QuietOpt = False,
     seed: opts.SeedOpt = None,
@@ -125,6 +126,7 @@ def depth(
         _FLAGS,
     )
     check_choice(gt_kind, "--gt-kind", ("depth", "disparity"))
+    opts.set_threads(threads)
     if manifest is not None:
         from gdvision.tasks.depth import DepthJob
 

@@ -60,9 +60,7 @@ def edges(
             "With --manifest: redo every item (old logs are set aside).",
         ),
     ] = False,
-    threads: Annotated[
-        int, typer.Option("--threads", help="CPU threads for torch's compute (0: torch's default, all cores).")
-    ] = 0,
+    threads: opts.ThreadsOpt = 0,
     device: opts.DeviceOpt = "auto",
     quiet: opts.QuietOpt = False,
     json_out: opts.JsonOpt = False,
@@ -104,10 +102,7 @@ def edges(
     opts.check_positive("--batch-size", batch_size)
     if manifest is None and not inputs:
         raise UsageError("give image files, folders or globs, or --manifest FILE")
-    if threads:
-        import torch
-
-        torch.set_num_threads(threads)
+    opts.set_threads(threads)
     if manifest is not None:
         from gdvision.tasks.edges import EdgesJob
 

@@ -93,6 +93,7 @@ def match(
     gt: Annotated[Path | None, typer.Option(help="True H (JSON): report the mean corner error in pixels.")] = None,
     overwrite: opts.OverwriteOpt = False,
     device: opts.DeviceOpt = "auto",
+    threads: opts.ThreadsOpt = 0,
     json_out: opts.JsonOpt = False,
     quiet: opts.QuietOpt = False,
     **batch: Any,
@@ -134,6 +135,7 @@ def match(
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
     if manifest is None and (batch["out_dir"] is not None or batch["resume"]):
         raise UsageError("--out-dir and --resume go with --manifest; for one pair use --out, --out-matches, --out-viz")
+    opts.set_threads(threads)
     if manifest is not None:
         from gdvision.device import seed_everything
         from gdvision.tasks.match import MatchJob
@@ -184,6 +186,7 @@ def features(
     contrast_threshold: ContrastOpt = 0.04,
     overwrite: Annotated[bool, typer.Option(help="Replace existing keypoint files (never an input).")] = False,
     device: opts.DeviceOpt = "auto",
+    threads: opts.ThreadsOpt = 0,
     json_out: opts.JsonOpt = False,
     quiet: opts.QuietOpt = False,
 ) -> None:
@@ -213,6 +216,7 @@ def features(
     paths = list_images([str(p) for p in images])
     if not paths:
         raise UsageError("no images given")
+    opts.set_threads(threads)
 
     from gdvision.tasks.features import run_features
 

@@ -98,3 +98,24 @@ def test_values_click_rejects_are_one_line_usage_errors_with_json() -> None:
     assert code == 2 and out == "" and "--bogus" in err and err.count("\n") == 1
     code, out, err = results[3]  # no arguments: the command's help, as before
     assert code == 2 and "Usage: gdvision register" in out + err
+
+
+def test_every_computing_command_takes_threads_and_refuses_a_negative_count_before_torch(tmp_path) -> None:
+    """Issue 19 item 7: --threads on every command that computes (it was on edges only)."""
+    from gdvision.cli.app import app as the_app
+
+    img = str(tmp_path / "a.png")
+    cases = [
+        ["edges", img, "-o", str(tmp_path / "e.png"), "--threads", "-1"],
+        ["depth", img, img, "--cameras", str(tmp_path / "c.json"), "-o", str(tmp_path / "d"), "--threads", "-1"],
+        ["match", img, img, "--threads", "-1"],
+        ["features", img, "--threads", "-1"],
+        ["attack", img, img, "--out-dir", str(tmp_path / "x"), "--threads", "-1"],
+    ]
+    results, torch_loaded = _run_main(cases)
+    for args, (code, _, err) in zip(cases, results, strict=True):
+        assert code == 2 and err == "error: --threads must be >= 0, got -1\n", (args[0], err)
+    assert not torch_loaded
+    for command in ("edges", "depth", "match", "features", "attack"):
+        r = runner.invoke(the_app, [command, "--help"], env={"COLUMNS": "200"})
+        assert "--threads" in r.stdout, command
