@@ -23,7 +23,7 @@ app = typer.Typer(
         "the centre of the top-left pixel; homographies map A to B (OpenCV's convention)."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,  # plain click help: rendering it with rich costs ~0.15 s of start-up (shell loops)
     context_settings={"help_option_names": ["-h", "--help"]},
@@ -65,6 +65,7 @@ def main() -> None:
     except ImportError:  # pragma: no cover - older typer
         from click import exceptions as click  # type: ignore[no-redef]
 
+    abort = getattr(click, "Abort", ())  # typer's own click copy has no Abort (then nothing to catch)
     try:
         code = app(standalone_mode=False)
     except click.NoArgsIsHelpError as exc:
@@ -81,7 +82,7 @@ def main() -> None:
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
-    except click.Abort:
+    except abort:
         typer.echo("Aborted!", err=True)
         sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)

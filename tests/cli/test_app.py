@@ -119,3 +119,12 @@ def test_every_computing_command_takes_threads_and_refuses_a_negative_count_befo
     for command in ("edges", "depth", "match", "features", "attack"):
         r = runner.invoke(the_app, [command, "--help"], env={"COLUMNS": "200"})
         assert "--threads" in r.stdout, command
+
+
+def test_shell_completion_is_offered_and_prints_a_script(monkeypatch) -> None:
+    """Issue 19 item 7: --install-completion / --show-completion (main() crashed on typer's SystemExit before)."""
+    r = runner.invoke(app, ["--help"])
+    assert "--install-completion" in r.stdout and "--show-completion" in r.stdout
+    monkeypatch.setenv("SHELL", "/bin/bash")
+    (code, out, err), *_ = _run_main([["--show-completion", "bash"]])[0]
+    assert code == 0 and "_gdvision_completion" in out and "complete " in out, err
