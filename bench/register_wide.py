@@ -25,7 +25,8 @@ The verdict section counts gdvision's results above 3 px that the verdict reject
 rejected: ``photometric`` = the direct results as ``--init none`` judges them; ``with_features`` = the direct
 results as ``--init auto`` judges them (with the feature check when features were matched) and the results of the
 feature start. Near pairs (``--near``, ``bench/synthetic.py``'s ``make_pairs`` with rotations up to 35 degrees and
-scales 0.7-1.4, seed 1) are added to the verdict counts so that it also sees good direct results.
+scales 0.7-1.4, seed 1) are added to the verdict counts so that it also sees good direct results;
+``--unrelated`` pairs (A of one photo, B of the next) count how often each mode rejects a pair with no answer.
 
 Writes ``bench/results/register_wide.json`` (``--out`` to change) and prints a table.
 """
@@ -189,6 +190,7 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="20 pairs of 320x240")
     ap.add_argument("--pairs", type=int, default=None)
     ap.add_argument("--near", type=int, default=None, help="near pairs for the verdict (default 10, quick 6)")
+    ap.add_argument("--unrelated", type=int, default=10, help="pairs of two different photos (must be rejected)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "register_wide.json")
     args = ap.parse_args()
@@ -215,6 +217,12 @@ def main() -> None:
         near_stats["none"] += e_none < GOOD_PX
         near_stats["auto"] += e_auto < GOOD_PX
         add_verdicts(verdicts, e_none, e_auto, none["record"], auto["record"])
+    unrelated = {"none_rejected": 0, "auto_rejected": 0, "n": 0}
+    for i in range(min(args.unrelated, len(pairs) - 1)):  # A of one photo, B of the next: must be rejected
+        p = {"a": pairs[i]["a"], "b": pairs[i + 1]["b"], "H": np.eye(3)}
+        unrelated["n"] += 1
+        for mode in ("none", "auto"):
+            unrelated[f"{mode}_rejected"] += not run_register(p, mode)["record"]["verdict"]["ok"]
     for i, p in enumerate(pairs):
         none = run_register(p, "none")
         auto = run_register(p, "auto")
@@ -239,6 +247,7 @@ def main() -> None:
         "rows": rows,
         "auto_starts": starts,
         "near_success": near_stats,
+        "unrelated": unrelated,
         "verdict": {k: verdict_stats(v) for k, v in verdicts.items()},
         "errors_px": {k: [e for e, _ in per[k]] for k in names},
         "direct_measures": measures,
@@ -251,7 +260,7 @@ def main() -> None:
         succ = f"{r['success']}/{r['n']}"
         med, sec = r["median_error_px"], r["seconds_per_pair"]
         print(f"{r['method']:24s} {succ:>9s} {r['within_3px']:>7d} {med:10.3f} {sec:8.3f}")
-    print(f"auto starts: {starts}; near pairs (< {GOOD_PX} px): {near_stats}")
+    print(f"auto starts: {starts}; near pairs (< {GOOD_PX} px): {near_stats}; unrelated pairs: {unrelated}")
     for name, v in result["verdict"].items():
         print(
             f"verdict ({name}): {v['wrong_caught']}/{v['wrong']} results > {WRONG_PX} px rejected, "

@@ -203,12 +203,14 @@ def feature_start(pair: Pair, model: str, device: torch.device) -> FeatureStart:
     return FeatureStart(H, info, pa, pb)
 
 
-def _with_features(record: dict[str, Any], fs: FeatureStart) -> dict[str, Any]:
-    """The record with its verdict checked against the feature matches of ``fs``."""
-    from gdvision.register.verdict import feature_check
+def _with_features(record: dict[str, Any], fs: FeatureStart, started_there: bool = False) -> dict[str, Any]:
+    """The record with its verdict checked against the feature matches of ``fs`` (``started_there``: the result
+    was refined from them, so fewer matches decide, see :data:`~gdvision.register.verdict.MIN_START_INLIERS`)."""
+    from gdvision.register import verdict as vd
 
     H = torch.tensor(record["H"], dtype=torch.float64)
-    return {**record, "verdict": feature_check(record["verdict"], H, fs.pts_a, fs.pts_b)}
+    n = vd.MIN_START_INLIERS if started_there else vd.MIN_FEATURE_INLIERS
+    return {**record, "verdict": vd.feature_check(record["verdict"], H, fs.pts_a, fs.pts_b, n)}
 
 
 def solve_pairs(
@@ -249,7 +251,7 @@ def solve_pairs(
     again = _solve([dataclasses.replace(pairs[k], init=starts[k].H) for k in todo], cfg, device, progress)
     for k, rec in zip(todo, again, strict=True):
         fs = starts[k]
-        rec = _with_features(rec, fs)
+        rec = _with_features(rec, fs, started_there=True)
         rec["seconds"] += records[k]["seconds"] + fs.info["seconds"]
         records[k] = {**rec, "start": "features", "features": fs.info, "direct_verdict": records[k]["verdict"]}
     return records
