@@ -199,6 +199,8 @@ def features(
 
       gdvision features box.png --out box.sift
 
+      gdvision features box.png --format vlfeat > box.txt   (one image without --out: keypoints on stdout)
+
       gdvision features photos/ --out-dir keys/ --format vlfeat --max-features 2000
 
     With --out-dir, IMG.ext is written as <stem>.sift (lowe) or <stem>.txt (vlfeat); two images that would get
@@ -213,6 +215,8 @@ def features(
     cfg = opts.validated(_feature_config(detector, max_features, root_sift, upsample, contrast_threshold), _FLAGS)
     if out is not None and out_dir is not None:
         raise UsageError("give --out or --out-dir, not both")
+    if out is None and out_dir is None and json_out:
+        raise UsageError("--json without --out/--out-dir would mix the summary with the keypoints: give --out FILE")
     paths = list_images([str(p) for p in images])
     if not paths:
         raise UsageError("no images given")
@@ -228,6 +232,10 @@ def features(
         emit_json({"results": results, "failed": failures})
     else:
         for r in results:
+            if r["out"] is None:  # no --out: the keypoints are the result, on stdout (the summary on stderr)
+                typer.echo(r["text"], nl=False)
+                say(quiet, f"{r['image']}: {r['keypoints']} keypoints (stdout)")
+                continue
             say(quiet, f"{r['image']}: {r['keypoints']} keypoints -> {r['out']}")
         for f in failures:
             typer.echo(f"failed: {f['image']}: {f['error']}", err=True)

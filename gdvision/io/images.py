@@ -158,8 +158,25 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
             arr = iio.imread(path)
         return arr, arr.ndim == 3 and arr.shape[2] in (2, 4)  # gray+alpha or RGBA
     except Exception as exc:  # noqa: BLE001
-        msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(f"cannot read image '{path}': {msg}") from None
+        raise InputError(f"cannot read image '{path}': {_decoder_reason(exc, path)}") from None
+
+
+def _decoder_reason(exc: BaseException, path: Path) -> str:
+    """A decoder's failure in the project's words: no quoting of the path again, no stray backticks.
+
+    Example:
+        >>> _decoder_reason(OSError("Could not find a backend to open `x.png`` with iomode `r`."), Path("x.png"))
+        'not a readable image (unknown or corrupt format)'
+        >>> _decoder_reason(OSError("image file is truncated"), Path("x.png"))
+        'image file is truncated'
+    """
+    text = str(exc).strip().splitlines()[0].strip() if str(exc).strip() else type(exc).__name__
+    unknown = ("could not find a backend", "cannot identify image file", "requires a buffer of at least")
+    if any(s in text.lower() for s in unknown):
+        return "not a readable image (unknown or corrupt format)"
+    for name in (str(path), path.name):
+        text = text.replace(f"`{name}`", "the file").replace(f"'{name}'", "the file")
+    return text.replace("`", "'")
 
 
 def read_image(path: str | os.PathLike[str]) -> LoadedImage:

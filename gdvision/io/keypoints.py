@@ -74,7 +74,16 @@ def guess_format(path: str | Path) -> str:
 
 def write_keypoints(path: str | Path, ks: KeypointSet, fmt: str | None = None) -> None:
     """Write ``ks`` atomically in ``fmt`` (``vlfeat`` or ``lowe``; None: from the suffix, see :func:`guess_format`)."""
-    fmt = fmt or guess_format(path)
+    atomic_write_bytes(path, format_keypoints(ks, fmt or guess_format(path)).encode())
+
+
+def format_keypoints(ks: KeypointSet, fmt: str) -> str:
+    """The text of a keypoint file of ``ks`` in ``fmt`` (``vlfeat`` or ``lowe``), as :func:`write_keypoints` writes it.
+
+    >>> ks = KeypointSet(np.array([[1.0, 2.0]]), np.array([1.5]), np.array([0.0]), np.zeros((1, 128)))
+    >>> format_keypoints(ks, "lowe").splitlines()[:2]
+    ['1 128', '2.00 1.00 1.50 0.000']
+    """
     if fmt not in FORMATS:
         raise UsageError(f"unknown keypoint format '{fmt}': use one of {', '.join(FORMATS)}")
     q = _quantize(ks.desc).reshape(len(ks), -1)
@@ -92,7 +101,7 @@ def write_keypoints(path: str | Path, ks: KeypointSet, fmt: str | None = None) -
             lines.append(f"{ks.xy[i, 1]:.2f} {ks.xy[i, 0]:.2f} {ks.scale[i]:.2f} {ang:.3f}")
             for s in range(0, q.shape[1], 20):
                 lines.append(" " + " ".join(str(int(v)) for v in q[i, s : s + 20]))
-    atomic_write_bytes(path, ("\n".join(lines) + "\n").encode())
+    return "\n".join(lines) + "\n"
 
 
 def read_keypoints(path: str | Path, fmt: str | None = None) -> KeypointSet:

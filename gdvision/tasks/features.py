@@ -17,7 +17,7 @@ from typing import Any
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.features.config import FeatureConfig
 from gdvision.io.images import read_image
-from gdvision.io.keypoints import KeypointSet, guess_format, write_keypoints
+from gdvision.io.keypoints import KeypointSet, format_keypoints, guess_format, write_keypoints
 from gdvision.tasks.outputs import OutputPolicy, real_path
 
 
@@ -85,7 +85,14 @@ def run_features(
     is recorded in ``failures`` (``{"image", "error"}``) and the others go on; a single image's error is raised.
     ``results``: ``{"image", "out", "keypoints"}`` per written file. ``progress(done, total)`` after each image.
     ``device``: a device or its name (``auto``, ``cpu``, ``cuda:1``...).
+
+    With neither ``out`` nor ``out_dir`` one image's keypoints are not written anywhere: its result carries them as
+    ``"text"`` (the file's contents in ``fmt``, default ``lowe``) with ``"out": None``, for the CLI to print.
     """
+    if out is None and out_dir is None:
+        if len(images) != 1:
+            raise UsageError(f"give --out-dir DIR for {len(images)} images (one image without --out prints to stdout)")
+        return [_to_text(images[0], cfg, device, fmt or "lowe")], []
     targets = output_paths(images, out, out_dir, fmt)
     policy = OutputPolicy(out_dir, inputs=images, overwrite=overwrite)
     policy.check_out_dir()
@@ -108,6 +115,15 @@ def run_features(
         if progress is not None:
             progress(i + 1, len(images))
     return results, failures
+
+
+def _to_text(image: Path, cfg: FeatureConfig, device: Any, fmt: str) -> dict[str, Any]:
+    """One image's keypoints as the text of a keypoint file in ``fmt`` (nothing written)."""
+    from gdvision.device import resolve_device
+    from gdvision.features.match import detect_and_describe
+
+    f = detect_and_describe(read_image(image).tensor(resolve_device(str(device))), cfg)
+    return {"image": str(image), "out": None, "keypoints": len(f), "text": format_keypoints(features_to_set(f), fmt)}
 
 
 __all__ = ["features_to_set", "output_paths", "output_suffix", "run_features"]
