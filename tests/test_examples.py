@@ -26,16 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # (page name, a substring of the command) -> why it is expected to fail today
-KNOWN: dict[tuple[str, str], str] = {
-    (
-        "register.md",
-        "register a.png b.png",
-    ): "docs/register.md (another owner) still uses placeholder images a.png, b.png",
-    (
-        "register.md",
-        "--manifest pairs.csv",
-    ): "docs/register.md (another owner) still names a pairs.csv that is not bundled",
-}
+KNOWN: dict[tuple[str, str], str] = {}
 
 
 def _blocks(text: str, lang: str | None = None) -> list[str]:
@@ -104,8 +95,7 @@ def test_shell_example_runs(page, line, tmp_path_factory, monkeypatch):
 
 @pytest.mark.parametrize(("page", "index", "code"), PYTHON, ids=[f"{p}:py{i}" for p, i, _ in PYTHON])
 def test_python_example_runs(page, index, code, tmp_path_factory):
-    # a fresh interpreter, as a user runs it: in this process the CLI examples have imported submodules such as
-    # gdvision.filters.canny, which shadow the lazily exported function of the same name on the package
+    # a fresh interpreter, as a user runs it (nothing imported by the CLI examples run in this process)
     folder = _folder(page, tmp_path_factory)
     r = subprocess.run([sys.executable, "-c", code], cwd=folder, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, f"{page} python block {index} failed:\n{r.stderr[-3000:]}"

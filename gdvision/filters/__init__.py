@@ -3,7 +3,7 @@
 Modules: :mod:`~gdvision.filters.config` (choices and :class:`EdgeConfig`, no torch),
 :mod:`~gdvision.filters.kernels` (1-D taps), :mod:`~gdvision.filters.blocks` (borders and the CPU block loop),
 :mod:`~gdvision.filters.passes` (the 1-D passes in OpenCV's order of additions),
-:mod:`~gdvision.filters.separable` (the filters), :mod:`~gdvision.filters.canny`, :mod:`~gdvision.filters.edges`.
+:mod:`~gdvision.filters.separable` (the filters), :mod:`~gdvision.filters.canny_edges`, :mod:`~gdvision.filters.edges`.
 
 The names below are imported on first use, so that ``from gdvision.filters import EdgeConfig`` does not import
 torch (a command line checks its options before paying for it).
@@ -38,7 +38,7 @@ __getattr__, __dir__, _HOMES = lazy_exports(
             "separable_filter",
             "sobel",
         ),
-        "canny": ("canny", "canny_candidates", "hysteresis"),
+        "canny_edges": ("canny", "canny_candidates", "hysteresis"),
         "edges": ("edge_map", "to_unit_range", "unit_step_response"),
     },
 )

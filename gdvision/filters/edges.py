@@ -18,7 +18,7 @@ import math
 
 import torch
 
-from gdvision.filters.canny import canny
+from gdvision.filters.canny_edges import canny
 from gdvision.filters.config import EdgeConfig
 from gdvision.filters.kernels import deriv_kernel1d
 from gdvision.filters.separable import gradient, gradient_magnitude, laplacian, orientation

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from gdvision.filters.canny import canny, canny_candidates, hysteresis
+from gdvision.filters.canny_edges import canny, canny_candidates, hysteresis
 
 cv2 = pytest.importorskip("cv2")
 
