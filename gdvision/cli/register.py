@@ -55,6 +55,7 @@ def register(
     tol: Annotated[float, typer.Option(help="Stop a level when the loss improves by less than this fraction.")] = 1e-5,
     batch_size: Annotated[int, typer.Option(help="With --manifest: pairs of equal size solved together.")] = 16,
     overwrite: opts.OverwriteOpt = False,
+    threads: opts.ThreadsOpt = 0,
     device: opts.DeviceOpt = "auto",
     json_out: opts.JsonOpt = False,
     quiet: opts.QuietOpt = False,
@@ -97,6 +98,7 @@ def register(
     )
     if manifest is None and (a is None or b is None):
         raise UsageError("give two images A and B, or --manifest FILE --out-dir DIR")
+    opts.set_threads(threads)
 
     from gdvision.device import resolve_device, seed_everything
 
@@ -138,5 +140,5 @@ def _run_single(a: Path, b: Path, cfg: Any, dev: Any, options: dict[str, Any]) -
         if "corner_error_px" in record:
             msg += f"; mean corner error {record['corner_error_px']:.4f} px"
         say(quiet, msg)
-        if not quiet and options["out"] is None:
+        if options["out"] is None:  # the result goes to stdout, also under --quiet (it only silences stderr)
             typer.echo("H = " + str([[round(v, 8) for v in row] for row in record["H"]]))

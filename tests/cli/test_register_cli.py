@@ -372,3 +372,20 @@ def test_init_file_is_recorded_as_the_start(pair_files: Path) -> None:
     )
     rec = json.loads(stdout)
     assert code == 0 and rec["start"] == "file" and rec["corner_error_px"] < 0.5 and "features" not in rec
+
+
+def test_quiet_without_out_still_prints_the_result(pair_files: Path) -> None:
+    """-q silences stderr only: without --out the homography goes to stdout, never nowhere (issue 19)."""
+    d = pair_files
+    code, stdout, stderr = _run(str(d / "a2.png"), str(d / "b2.png"), "-q", "--threads", "1", "--device", "cpu")
+    assert code == 0
+    assert stderr == ""
+    assert stdout.startswith("H = [[")
+    gt = np.array(json.loads((d / "gt2.json").read_text())["H"])
+    h = np.array(json.loads(stdout.strip()[4:]))  # the printed nested list of floats
+    assert np.abs(h / h[2, 2] - gt / gt[2, 2]).max() < 0.05
+
+
+def test_negative_threads_is_a_usage_error(pair_files: Path) -> None:
+    code, _, stderr = _run(str(pair_files / "a2.png"), str(pair_files / "b2.png"), "--threads", "-1")
+    assert code == 2 and "--threads" in stderr
