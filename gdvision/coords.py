@@ -140,11 +140,6 @@ def mean_corner_error(H: torch.Tensor, H_true: torch.Tensor, h: int, w: int) -> 
     return (a - b).norm(dim=-1).mean(-1)
 
 
-# Old names of the grid-coordinate conversions (before the centred coordinates got their own name).
-pixel_to_normalized = pixel_to_grid
-normalized_to_pixel = grid_to_pixel
-normalization_matrix = grid_matrix
-
 __all__ = [
     "F_CONVENTION",
     "H_CONVENTION",

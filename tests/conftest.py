@@ -61,3 +61,17 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     """Parametrise every test that takes ``device`` over the available devices (torch is imported only then)."""
     if "device" in metafunc.fixturenames:
         metafunc.parametrize("device", available_devices())
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small images: one torch thread is faster, and avoids OpenMP spin-waits when the machine is shared.
+
+    Use per module with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``.
+    """
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from synthetic import random_homography
 
-from gdvision.coords import apply_homography, mean_corner_error, normalized_to_pixel, pixel_to_normalized
+from gdvision.coords import apply_homography, grid_to_pixel, mean_corner_error, pixel_to_grid
 from gdvision.device import resolve_device
 from gdvision.errors import InputError, SolverError, UsageError
 from gdvision.io.images import list_images, read_homography, read_image, write_json, write_npy, write_png
@@ -147,9 +147,9 @@ def test_warp_matches_opencv(seed: int, natural_gray: np.ndarray, device: str) -
 
 def test_coordinates_roundtrip() -> None:
     pts = torch.tensor([[0.0, 0.0], [63.0, 47.0], [10.5, 3.25]])
-    uv = pixel_to_normalized(pts, 48, 64)
+    uv = pixel_to_grid(pts, 48, 64)
     assert torch.allclose(uv[0], torch.tensor([-1.0, -1.0])) and torch.allclose(uv[1], torch.tensor([1.0, 1.0]))
-    assert torch.allclose(normalized_to_pixel(uv, 48, 64), pts)
+    assert torch.allclose(grid_to_pixel(uv, 48, 64), pts)
     H = torch.tensor([[1.0, 0.0, 2.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64)
     assert torch.allclose(
         apply_homography(H, pts.double()), pts.double() + torch.tensor([2.0, -1.0], dtype=torch.float64)

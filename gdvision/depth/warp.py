@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gdvision.coords import pixel_grid, pixel_to_normalized
+from gdvision.coords import pixel_grid, pixel_to_grid
 
 
 def scale_intrinsics(K: torch.Tensor, level: int) -> torch.Tensor:
@@ -100,7 +100,7 @@ def sample_image(img: torch.Tensor, pts: torch.Tensor) -> tuple[torch.Tensor, to
     h, w = img.shape[-2:]
     x, y = pts[..., 0], pts[..., 1]
     inside = (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
-    norm = pixel_to_normalized(pts, h, w).to(img.dtype)
+    norm = pixel_to_grid(pts, h, w).to(img.dtype)
     out = F.grid_sample(img, norm, mode="bilinear", padding_mode="border", align_corners=True)
     return out, inside.unsqueeze(1).to(img.dtype)
 

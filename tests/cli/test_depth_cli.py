@@ -8,7 +8,6 @@ from pathlib import Path
 import imageio.v3 as iio
 import numpy as np
 import pytest
-import torch
 from synthetic import CAMS, K, render
 from typer.testing import CliRunner
 
@@ -17,13 +16,7 @@ from gdvision.cli.app import app
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small images: one torch thread is faster, and avoids OpenMP spin-waits when the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -15,14 +15,7 @@ from gdvision.depth.metrics import depth_metrics, depth_to_disparity, disparity_
 from gdvision.depth.warp import relative_projection, reproject
 from gdvision.errors import InputError, UsageError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small images: one torch thread is faster, and avoids OpenMP spin-waits when the machine is shared."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
