@@ -1,5 +1,5 @@
 """Two-view geometry from point correspondences: homography (normalised DLT), fundamental matrix (8-point),
-and RANSAC with batched hypotheses.
+RANSAC with batched hypotheses, and, for known cameras, midpoint triangulation and the cameras' fundamental matrix.
 
 Conventions: points are pixel coordinates ``(x, y)`` ((0, 0) = centre of the top-left pixel). A homography
 ``H`` maps points of A to points of B, ``[xB, yB, 1]^T ~ H [xA, yA, 1]^T``; a fundamental matrix ``F``
@@ -141,6 +141,81 @@ def sampson_distance(F: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor) -> tor
     num = (hb * Fa).sum(-1)
     den = Fa[..., 0] ** 2 + Fa[..., 1] ** 2 + Ftb[..., 0] ** 2 + Ftb[..., 1] ** 2
     return num.abs() / den.clamp_min(1e-300).sqrt()
+
+
+def triangulate_midpoint(
+    K_a: torch.Tensor, T_a: torch.Tensor, K_b: torch.Tensor, T_b: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Midpoint triangulation of correspondences ``pa`` (N, 2) in camera A and ``pb`` (N, 2) in camera B.
+
+    Cameras: intrinsics ``K`` (3, 3, pixels) and world-to-camera poses ``T`` (4, 4, ``X_cam = T @ [X_world, 1]``).
+    Each pixel's ray is ``c + s * R^T K^-1 [x, y, 1]``, so its parameter ``s`` is the depth (z) in that camera;
+    the two rays' closest points are found in closed form and their midpoint is the point.
+
+    Returns ``(X (N, 3) world points, depth_a (N,), depth_b (N,))`` in float64: the depths along each ray of its
+    closest point (negative = behind that camera); NaN for (nearly) parallel rays.
+
+    Example:
+        >>> import torch
+        >>> K = torch.tensor([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]], dtype=torch.float64)
+        >>> Tb = torch.eye(4, dtype=torch.float64); Tb[0, 3] = -1.0       # camera B one unit to the right
+        >>> X = torch.tensor([[0.5, -0.2, 4.0], [-1.0, 0.3, 9.0]], dtype=torch.float64)
+        >>> pa = X[:, :2] / X[:, 2:] * 100 + torch.tensor([50.0, 40.0], dtype=torch.float64)
+        >>> pb = (X[:, :2] + torch.tensor([-1.0, 0.0], dtype=torch.float64)) / X[:, 2:] * 100 + pa.new_tensor([50, 40])
+        >>> Xt, za, zb = triangulate_midpoint(K, torch.eye(4), K, Tb, pa, pb)
+        >>> bool(torch.allclose(Xt, X)), [round(z, 9) for z in za.tolist()]
+        (True, [4.0, 9.0])
+    """
+    f64 = torch.float64
+    pa, pb = pa.to(f64), pb.to(f64)
+
+    def rays(K: torch.Tensor, T: torch.Tensor, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = T.to(f64).to(p.device)
+        R, t = T[:3, :3], T[:3, 3]
+        h = torch.cat([p, torch.ones_like(p[:, :1])], 1)
+        d = torch.linalg.solve(K.to(f64).to(p.device), h.T).T @ R  # R^T K^-1 [x, y, 1], camera z = 1
+        return -R.T @ t, d
+
+    ca, da = rays(K_a, T_a, pa)
+    cb, db = rays(K_b, T_b, pb)
+    w = ca - cb  # closest points: minimise |w + s da - u db| over s, u
+    a, b, c = (da * da).sum(1), (da * db).sum(1), (db * db).sum(1)
+    d, e = da @ w, db @ w
+    den = a * c - b * b
+    bad = den.abs() <= 1e-12 * a * c
+    den = torch.where(bad, torch.ones_like(den), den)
+    s = (b * e - c * d) / den
+    u = (a * e - b * d) / den
+    nan = torch.full_like(s, float("nan"))
+    s, u = torch.where(bad, nan, s), torch.where(bad, nan, u)
+    X = 0.5 * ((ca + s[:, None] * da) + (cb + u[:, None] * db))
+    return X, s, u
+
+
+def fundamental_from_cameras(
+    K_a: torch.Tensor, T_a: torch.Tensor, K_b: torch.Tensor, T_b: torch.Tensor
+) -> torch.Tensor:
+    """The fundamental matrix (3, 3) float64 of two known cameras: ``[xB, yB, 1] F [xA, yA, 1]^T = 0``.
+
+    With the relative pose ``R, t`` of B from A (``T_b @ T_a^-1``): ``F = K_b^-T [t]_x R K_a^-1``, scaled to unit
+    Frobenius norm. Cameras as in :func:`triangulate_midpoint`.
+
+    Example:
+        >>> import torch
+        >>> K = torch.tensor([[100.0, 0, 50], [0, 100, 40], [0, 0, 1]], dtype=torch.float64)
+        >>> Tb = torch.eye(4, dtype=torch.float64); Tb[0, 3] = -1.0
+        >>> F = fundamental_from_cameras(K, torch.eye(4), K, Tb)
+        >>> pa, pb = torch.tensor([[60.0, 30.0]]), torch.tensor([[35.0, 30.0]])   # same row: on the epipolar line
+        >>> float(sampson_distance(F[None], pa, pb)[0, 0])
+        0.0
+    """
+    f64 = torch.float64
+    rel = T_b.to(f64) @ torch.linalg.inv(T_a.to(f64))
+    R, t = rel[:3, :3], rel[:3, 3]
+    z = torch.zeros((), dtype=f64)
+    tx = torch.stack([torch.stack([z, -t[2], t[1]]), torch.stack([t[2], z, -t[0]]), torch.stack([-t[1], t[0], z])])
+    F = torch.linalg.inv(K_b.to(f64)).T @ tx @ R @ torch.linalg.inv(K_a.to(f64))
+    return F / F.norm().clamp_min(1e-300)
 
 
 def _cross(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:

@@ -47,9 +47,12 @@ def depth(
     ] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", "-o", help="Folder for the outputs.")] = None,
     min_depth: Annotated[
-        float | None, typer.Option(help="Nearest depth, in the poses' unit [default: from the baselines].")
+        float | None,
+        typer.Option(help="Nearest depth, in the poses' unit [default: from feature matches between the views]."),
     ] = None,
-    max_depth: Annotated[float | None, typer.Option(help="Farthest depth [default: from the baselines].")] = None,
+    max_depth: Annotated[
+        float | None, typer.Option(help="Farthest depth [default: from feature matches between the views].")
+    ] = None,
     alpha: Annotated[float, typer.Option(help="Weight of (1-SSIM)/2 vs |difference| in the photometric loss.")] = 0.85,
     smoothness: Annotated[float, typer.Option(help="Weight of the edge-aware smoothness of inverse depth.")] = 1.0,
     iters: Annotated[int, typer.Option(help="Adam iterations per pyramid level (coarser levels).")] = 100,
@@ -171,6 +174,8 @@ def depth(
             seed=seed,
             progress=on_progress,
         )
+    if summary.get("depth_range", {}).get("warning"):  # the range fell back to the camera baselines
+        say(quiet, f"warning: {summary['depth_range']['warning']}")
     if json_out:
         emit_json(summary)
     else:
@@ -182,13 +187,6 @@ def depth(
             f"{summary['known_fraction'] * 100:.1f}% known, range {r[0]:.4g}..{r[1]:.4g}, "
             f"{summary['seconds']:.1f} s -> {out_dir}/",
         )
-        if min_depth is None or max_depth is None:
-            which = " and ".join(n for n, v in (("--min-depth", min_depth), ("--max-depth", max_depth)) if v is None)
-            say(
-                quiet,
-                f"note: the search range came from the camera baselines (no {which}); when the scene's extent is "
-                "known, a tighter range gives a finer sweep",
-            )
         m = summary.get("metrics")
         if m:
             parts = [f"{k} {v:.4g}" for k, v in m.items() if isinstance(v, float)]

@@ -6,12 +6,14 @@ The public API, loaded on first use (so ``from gdvision.depth.config import Dept
 - :func:`estimate_depth` (:mod:`~gdvision.depth.solver`);
 - camera math: :func:`auto_depth_range`, :func:`rectified_pair`, :func:`camera_center`, :func:`world_points`
   (:mod:`~gdvision.depth.cameras`);
+- the range from sparse matches: :class:`SourceMatches`, :func:`depth_range_from_matches`
+  (:mod:`~gdvision.depth.auto_range`);
 - metrics: :func:`depth_metrics`, :func:`disparity_metrics`, :func:`depth_to_disparity`,
   :func:`disparity_to_depth` (:mod:`~gdvision.depth.metrics`).
 
 Modules: ``config`` (settings), ``cameras`` (camera math), ``warp`` (projection and sampling), ``problem``
 (cost and loss), ``aggregate`` (SGM), ``sweep`` (plane sweep), ``fill`` (visibility and fills), ``solver``
-(the coarse-to-fine solve), ``metrics``.
+(the coarse-to-fine solve), ``auto_range`` (the depth range from matches), ``metrics``.
 
 Example:
     >>> from gdvision.depth import DepthConfig, estimate_depth
@@ -30,6 +32,7 @@ __getattr__, __dir__, _WHERE = lazy_exports(
         "solver": ("estimate_depth",),
         "cameras": ("auto_depth_range", "rectified_pair", "camera_center", "world_points"),
         "metrics": ("depth_metrics", "disparity_metrics", "depth_to_disparity", "disparity_to_depth"),
+        "auto_range": ("SourceMatches", "depth_range_from_matches"),
     },
 )
 

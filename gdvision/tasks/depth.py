@@ -24,6 +24,7 @@ from gdvision.device import resolve_device, seed_everything
 from gdvision.errors import InputError, UsageError
 from gdvision.io.cameras import CameraSet, cameras_for_views, read_cameras
 from gdvision.io.images import LoadedImage, read_image, to_gray, write_json, write_npy, write_png
+from gdvision.tasks.depth_range import resolve_depth_range
 from gdvision.tasks.outputs import OutputPolicy
 from gdvision.tasks.protocol import Item, Outcome
 from gdvision.viz import confidence_picture, depth_preview
@@ -123,6 +124,7 @@ def run_depth(
         _view(im, cam.K, cam.world_to_cam, path.name, gray) for im, cam, path in zip(images, cams, views, strict=True)
     ]
     truth = _ground_truth(gt, gt_kind, vlist, cameras) if gt is not None else None
+    cfg, depth_range = resolve_depth_range(vlist[0], vlist[1:], cfg)  # missing bounds: from feature matches
     res = estimate_depth(vlist[0], vlist[1:], cfg, progress=progress, device=dev)
     depth = res.depth.numpy()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -136,6 +138,7 @@ def run_depth(
     arr = images[0].array.reshape(-1, images[0].channels)[idx.numpy()].astype(np.float64)
     df.write_ply(paths["points"], pts.numpy(), arr[:, :3] if arr.shape[1] >= 3 else np.repeat(arr[:, :1], 3, 1))
     summary = _summary(views, cameras, cam_set, res, depth, scale, str(dev), out_dir)
+    summary["depth_range"] = depth_range
     if truth is not None:
         summary["metrics"] = _metrics(depth, *truth)
         summary["gt"] = {"path": str(gt), "kind": gt_kind}

@@ -293,7 +293,7 @@ def test_progress_names_stages_with_counts_only_where_asked(scene_dir: Path, tmp
 
 
 def test_summary_counts_source_views_and_hints_at_the_range_options(scene_dir: Path, tmp_path: Path) -> None:
-    """Issue 19 item 7: "from 2 source views" (not "view(s)"); an automatic range says which options narrow it."""
+    """Issue 19 item 7: "from 2 source views" (not "view(s)"); the automatic range is recorded (issue 16)."""
     res = runner.invoke(app, _args(scene_dir, tmp_path / "a"))
     assert res.exit_code == 0, res.output
     assert res.stderr.startswith("depth of ref.png from 2 source views: ") and "note:" not in res.stderr
@@ -302,5 +302,6 @@ def test_summary_counts_source_views_and_hints_at_the_range_options(scene_dir: P
     del args[i : i + 4]  # no --min-depth, no --max-depth
     res = runner.invoke(app, args)
     assert res.exit_code == 0, res.output
-    note = res.stderr.splitlines()[-1]
-    assert note.startswith("note: the search range came from the camera baselines (no --min-depth and --max-depth)")
+    # issue 16: the range now comes from feature matches between the views (a warning only when it cannot)
+    assert "note:" not in res.stderr and "warning:" not in res.stderr
+    assert json.loads((tmp_path / "b" / "summary.json").read_text())["depth_range"]["source"] == "matches"
