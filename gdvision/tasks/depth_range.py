@@ -26,7 +26,7 @@ from gdvision.color import to_gray
 from gdvision.depth import DepthConfig, View, auto_depth_range
 from gdvision.depth.auto_range import MIN_POINTS, SourceMatches, combine_bounds, depth_range_from_matches
 from gdvision.depth.cameras import check_views
-from gdvision.errors import UsageError
+from gdvision.errors import GdvisionError, UsageError
 
 MAX_PIXELS = 250_000  # feature matching runs on grey images of at most this many pixels
 MAX_FEATURES = 1500  # keypoints per image
@@ -95,7 +95,7 @@ def resolve_depth_range(ref: View, sources: list[View], cfg: DepthConfig) -> tup
     check_views(ref, sources)  # the solver's errors (no source, zero baseline...) before any matching
     try:
         lo, hi, est = depth_range_from_matches(ref.K, ref.world_to_cam, match_sources(ref, sources))
-    except Exception as exc:  # noqa: BLE001 (an image too small for features, ...: the baseline rule then)
+    except GdvisionError as exc:  # e.g. a view too small for the feature detector: the baseline rule then
         lo, hi, est = None, None, {"points": 0, "error": str(exc)}
     method = "matches"
     warning = None

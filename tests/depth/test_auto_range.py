@@ -123,6 +123,11 @@ def test_textureless_views_fall_back_to_the_baselines_with_a_warning_naming_the_
     assert info["source"] == "mixed" and cfg.max_depth == 7.0 and cfg.min_depth == pytest.approx(info["min"])
     cfg, info = resolve_depth_range(ref, [src], DepthConfig(min_depth=1.0, max_depth=7.0))
     assert info == {"min": 1.0, "max": 7.0, "source": "given", "points": 0, "seconds": 0.0}
+    # views too small for the feature detector (< 16 px): the same fallback, the reason recorded
+    ref, src = _flat_views(12, 12)
+    ref.image, src.image = torch.rand(1, 1, 12, 12), torch.rand(1, 1, 12, 12)
+    cfg, info = resolve_depth_range(ref, [src], DepthConfig())
+    assert info["source"] == "baselines" and "too small" in info["estimate"]["error"] and "warning" in info
 
 
 runner = CliRunner()
