@@ -12,6 +12,8 @@ from . import depth as _depth
 from . import edges as _edges
 from . import match as _match
 from . import register as _register
+from . import report as _report
+from . import worker as _worker
 from .common import emit_json
 
 app = typer.Typer(
@@ -36,6 +38,8 @@ app.command("match", no_args_is_help=True)(_match.match)
 app.command("features", no_args_is_help=True)(_match.features)
 app.command("attack", no_args_is_help=True)(_attack.attack)
 app.command("compare", no_args_is_help=True)(_compare.compare)
+app.command("report", no_args_is_help=True)(_report.report)
+app.command("worker", no_args_is_help=True)(_worker.worker)
 
 
 @app.callback(invoke_without_command=True)

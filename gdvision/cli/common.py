@@ -75,6 +75,12 @@ MaxMetricOpt = Annotated[
         "--max-metric", help="With --manifest: NAME=VALUE; exit 1 if the run's median NAME is above VALUE (repeatable)."
     ),
 ]
+ReportOpt = Annotated[
+    bool,
+    typer.Option(
+        "--report", help="With --manifest: write report.html into --out-dir at the end (see gdvision report)."
+    ),
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -87,6 +93,7 @@ _MANIFEST_OPTIONS: dict[str, tuple[Any, Any]] = {
     "max_error": (MaxCornerErrorOpt, None),
     "min_metric": (MinMetricOpt, None),
     "max_metric": (MaxMetricOpt, None),
+    "report": (ReportOpt, False),
 }
 
 
@@ -103,9 +110,9 @@ def manifest_options(*extra: str) -> Callable[[F], F]:
         >>> @manifest_options("max_error")
         ... def cmd(x: int = 0, **batch: Any) -> None: ...
         >>> list(inspect.signature(cmd).parameters)
-        ['x', 'manifest', 'resume', 'max_error', 'min_metric', 'max_metric']
+        ['x', 'manifest', 'resume', 'max_error', 'min_metric', 'max_metric', 'report']
     """
-    names = {"manifest", "resume", "min_metric", "max_metric", *extra}
+    names = {"manifest", "resume", "min_metric", "max_metric", "report", *extra}
 
     def decorate(func: F) -> F:
         sig = inspect.signature(func, eval_str=True)
@@ -244,11 +251,17 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
     max_metric: list[str] | None = options.get("max_metric")
     json_out: bool = options.get("json_out", False)
     quiet: bool = options.get("quiet", False)
+    want_report: bool = options.get("report", False)
     # usage errors on option values first: the engine's modules import torch (seconds)
     check_positive("--batch-size", batch_size)
     check_positive("--max-error", max_error, allow_zero=True)
     if overwrite and resume:
         raise UsageError("--resume and --overwrite exclude each other")
+    if want_report:
+        import importlib.util
+
+        if importlib.util.find_spec("matplotlib") is None:
+            raise UsageError("--report draws its plots with matplotlib: pip install 'gdvision[report]'")
     from gdvision.runs.engine import check_thresholds, manifest_items, parse_bounds
 
     upper = parse_bounds(max_metric, "--max-metric")
@@ -263,6 +276,9 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
             raise UsageError(f"{job.name} has no error metric for --max-error: use --max-metric NAME=VALUE")
         upper.setdefault(job.error_metric, max_error)
     items = manifest_items(manifest, job, out_dir, overwrite=overwrite, resume=resume)
+    page = None  # the report's file is claimed before any work
+    if want_report and items and items[0].policy is not None:
+        page = items[0].policy.claim(out_dir / "report.html", owner="--report")
     show = not (quiet or json_out) and r.rank == 0
     with progress_bar(show, job.name) as update:
         summary = run_manifest(
@@ -306,5 +322,10 @@ def run_manifest_command(make_job: Callable[[Any], Any], options: dict[str, Any]
         typer.echo(f"error: regression: {p}", err=True)
     if unfinished:
         typer.echo(f"error: {unfinished} item(s) have no result in the log", err=True)
+    if page is not None:
+        from gdvision.report import write_report
+
+        write_report(out_dir, claim=lambda _: page)
+        say(quiet or json_out, f"report: {page}")
     if problems or report["failed"] or unfinished:
         raise typer.Exit(1)
