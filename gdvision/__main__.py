@@ -1,5 +1,5 @@
-"""``python -m gdvision``: the same as the ``gdvision`` command."""
+"""``python -m gdvision``: the same as the ``gdvision`` command (a warm worker serves it when one runs)."""
 
-from gdvision.cli.app import main
+from gdvision.cli.entry import main
 
 main()
