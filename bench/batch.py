@@ -3,7 +3,9 @@
 Three ways to process the same items, timed as wall-clock seconds of the whole command(s), start-up included:
 
 - (a) ``loop``: a shell loop calling ``gdvision edges FILE`` / ``gdvision register A B`` once per item (what batch
-  scripts do); measured on the first ``--loop-items`` items (it is slow) and reported per item;
+  scripts do); measured on the first ``--loop-items`` items (it is slow) and reported per item; run twice: in-process
+  (``GDVISION_WORKER=0``, every call imports torch) and ``loop_worker``, the same calls served by a warm worker
+  (``gdvision worker start``, docs/worker.md; started before and stopped after, not timed; ``--no-worker`` skips it);
 - (b) ``manifest``: one ``gdvision <command> --manifest M --out-dir D`` process;
 - (c) ``torchrun``: ``python -m torch.distributed.run --standalone --nproc-per-node 2 -m gdvision ... --manifest``.
 
@@ -90,7 +92,26 @@ def make_register_items(folder: Path, n: int) -> Path:
     return folder / "register.csv"
 
 
-def run_three(command: str, manifest: Path, loop_items: int, threads: int, env: dict[str, str]) -> dict[str, object]:
+def shell_loop(command: str, lines: list[str], folder: Path, out: Path, extra: list[str], env: dict[str, str]) -> float:
+    """Items per second of one ``gdvision`` process per item (``lines``: manifest rows, files under ``folder``)."""
+    py = sys.executable
+    t = 0.0
+    for i, line in enumerate(lines):
+        cols = line.split(",")
+        if command == "edges":
+            cmd = [py, "-m", "gdvision", "edges", str(folder / cols[0]), "-o", str(out), *extra]
+        else:
+            res = out / f"{i}.json"
+            cmd = [py, "-m", "gdvision", "register", str(folder / cols[0]), str(folder / cols[1]), "--out", str(res)]
+            cmd += ["--gt", str(folder / cols[2]), *extra]
+            out.mkdir(parents=True, exist_ok=True)
+        t += _wall(cmd, env)
+    return len(lines) / t
+
+
+def run_three(
+    command: str, manifest: Path, loop_items: int, threads: int, env: dict[str, str], worker: bool = True
+) -> dict[str, object]:
     py = sys.executable
     lines = manifest.read_text().splitlines()[1:]
     n = len(lines)
@@ -99,19 +120,23 @@ def run_three(command: str, manifest: Path, loop_items: int, threads: int, env: 
     extra = ["--device", "cpu", "--quiet"]
     if command == "edges":
         extra += ["--threads", str(threads)]
-    # (a) one process per item
-    t = 0.0
-    for i, line in enumerate(lines[:loop_items]):
-        cols = line.split(",")
-        if command == "edges":
-            cmd = [py, "-m", "gdvision", "edges", str(folder / cols[0]), "-o", str(work / "loop"), *extra]
-        else:
-            out = work / "loop" / f"{i}.json"
-            cmd = [py, "-m", "gdvision", "register", str(folder / cols[0]), str(folder / cols[1]), "--out", str(out)]
-            cmd += ["--gt", str(folder / cols[2]), *extra]
-            out.parent.mkdir(parents=True, exist_ok=True)
-        t += _wall(cmd, env)
-    loop_rate = loop_items / t
+    # (a) one process per item, in-process, then served by a warm worker (its own private folder)
+    loop_rate = shell_loop(command, lines[:loop_items], folder, work / "loop", extra, dict(env, GDVISION_WORKER="0"))
+    worker_rate = None
+    if worker:
+        wenv = dict(env, GDVISION_WORKER_DIR=str(work / "worker"), GDVISION_WORKER="1")
+        _wall([py, "-m", "gdvision", "worker", "start", "--idle-timeout", "600", "--no-watch", "-q"], wenv)
+        try:
+            worker_rate = shell_loop(command, lines[:loop_items], folder, work / "loop_worker", extra, wenv)
+            served = json.loads(
+                subprocess.run(
+                    [py, "-m", "gdvision", "worker", "status", "--json"], env=wenv, capture_output=True, text=True
+                ).stdout
+            )["calls_served"]
+            if served != loop_items:
+                raise RuntimeError(f"the worker served {served} of {loop_items} calls")
+        finally:
+            _wall([py, "-m", "gdvision", "worker", "stop", "-q"], wenv, check=False)
     # (b) one manifest run
     man = [py, "-m", "gdvision", command, "--manifest", str(manifest), "--out-dir", str(work / "manifest"), *extra]
     t_b = _wall(man, env)
@@ -128,6 +153,8 @@ def run_three(command: str, manifest: Path, loop_items: int, threads: int, env: 
         "items": n,
         "loop_items": loop_items,
         "loop_per_s": round(loop_rate, 3),
+        "loop_worker_per_s": None if worker_rate is None else round(worker_rate, 3),
+        "worker_speedup_vs_loop": None if worker_rate is None else round(worker_rate / loop_rate, 2),
         "manifest_per_s": round(n / t_b, 3),
         "torchrun2_per_s": round(n / t_c, 3),
         "manifest_speedup_vs_loop": round((n / t_b) / loop_rate, 2),
@@ -149,6 +176,7 @@ def main() -> None:
     ap.add_argument("--edges-items", type=int, default=500)
     ap.add_argument("--register-items", type=int, default=64)
     ap.add_argument("--loop-items", type=int, default=10)
+    ap.add_argument("--no-worker", action="store_true", help="skip the shell loop served by a warm worker")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "batch.json")
     args = ap.parse_args()
     if args.quick:
@@ -169,11 +197,12 @@ def main() -> None:
         em = make_edges_items(d / "e", args.edges_items)
         rm = make_register_items(d / "r", args.register_items)
         for name, man in (("edges", em), ("register", rm)):
-            result[name] = run_three(name, man, args.loop_items, args.threads, env)
+            result[name] = run_three(name, man, args.loop_items, args.threads, env, worker=not args.no_worker)
             r = result[name]
             unit = "files/s" if name == "edges" else "pairs/s"
             print(
-                f"{name:9s} ({r['items']} items): loop {r['loop_per_s']} {unit} (1.00x) | manifest "
+                f"{name:9s} ({r['items']} items): loop {r['loop_per_s']} {unit} (1.00x) | loop with worker "
+                f"{r['loop_worker_per_s']} ({r['worker_speedup_vs_loop']}x) | manifest "
                 f"{r['manifest_per_s']} ({r['manifest_speedup_vs_loop']}x) | torchrun x2 {r['torchrun2_per_s']} "
                 f"({r['torchrun2_speedup_vs_loop']}x; {r['torchrun2_speedup_vs_manifest']}x manifest) | "
                 f"all ok: {r['all_items_ok']}",

@@ -7,7 +7,8 @@ global generator from the OS as a fresh interpreter does (Python's ``random`` is
 itself; torch's default generator was never used in the parent, so it holds torch's start-up seed), puts default
 signal handlers back and runs ``gdvision.cli.app.main``. It exits as the interpreter would: ``SystemExit`` codes,
 a traceback and exit 1 for an uncaught exception, death by SIGINT for an uncaught ``KeyboardInterrupt``, 120 when
-flushing stdout fails at exit; non-daemon threads are joined and ``atexit`` functions run first.
+flushing stdout fails at exit; non-daemon threads are joined and ``atexit`` functions run first (except the
+worker's own ``weakref.finalize`` hooks from start-up, which only unregister torch's operators).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import sys
 import time
 import traceback
 import types
+import weakref
 
 from .protocol import encode_line
 
@@ -77,8 +79,12 @@ def become_client(request: dict, fds: list[int]) -> None:
     main = types.ModuleType("__main__")
     main.__package__ = request.get("main_package")
     sys.modules["__main__"] = main
-    if "numpy" in sys.modules:
-        sys.modules["numpy"].random.seed()
+    if "numpy.random" in sys.modules:  # a fresh interpreter seeds it from the OS when it is imported
+        sys.modules["numpy.random"].seed()
+    # the worker's own exit-time finalizers (torch unregistering the ops it imported, ~20-60 ms in a child) are
+    # not run: they undo nothing visible; finalizers made during the call (temporary folders...) still run
+    for info in list(getattr(weakref.finalize, "_registry", {}).values()):
+        info.atexit = False
 
 
 def _exit_code(exc: SystemExit) -> int:

@@ -44,7 +44,7 @@ LOG_NAME = "worker.log"
 STARTUP_ENV_PREFIXES = ("OMP_", "MKL_", "KMP_", "GOMP_", "OPENBLAS_", "CUDA_", "PYTORCH_", "TORCH", "NVIDIA_")
 STARTUP_ENV_PREFIXES += ("CUBLAS", "CUDNN", "PYTHON", "LD_", "LC_")
 STARTUP_ENV_NAMES = ("LANG", "LANGUAGE")
-EXTRA_PRELOAD = ("imageio.v3", "imageio.plugins.pillow", "PIL.PngImagePlugin", "PIL.JpegImagePlugin")
+EXTRA_PRELOAD = ("numpy.random", "imageio.v3", "imageio.plugins.pillow", "PIL.PngImagePlugin", "PIL.JpegImagePlugin")
 EXTRA_PRELOAD += ("PIL.TiffImagePlugin", "tifffile", "rich.console", "rich.progress", "typer.main")
 
 
