@@ -87,7 +87,7 @@ def evaluate(xa: torch.Tensor, xb: torch.Tensor, H: torch.Tensor, cfg: AttackCon
     return rec
 
 
-def run_one(pair: dict, cfg: AttackConfig, folder: Path) -> dict:
+def run_one(pair: dict, cfg: AttackConfig, folder: Path, device: str = "cpu") -> dict:
     H = torch.from_numpy(np.asarray(pair["H"], dtype=np.float64))
     a0, b0 = pair["a"], pair["b"]
     t0 = time.perf_counter()
@@ -99,19 +99,21 @@ def run_one(pair: dict, cfg: AttackConfig, folder: Path) -> dict:
                 flush=True,
             )
 
-    res = attack_pair(a0, b0, H, cfg, progress=show)
+    res = attack_pair(a0.to(device), b0.to(device), H, cfg, progress=show)
+    adv_a, adv_b = res.adv_a.cpu(), res.adv_b.cpu()
     seconds = time.perf_counter() - t0
     folder.mkdir(parents=True, exist_ok=True)
-    pa = write_png(folder / f"{pair['name']}_{cfg.mode}_a_adv.png", res.adv_a)
-    pb = write_png(folder / f"{pair['name']}_{cfg.mode}_b_adv.png", res.adv_b)
+    pa = write_png(folder / f"{pair['name']}_{cfg.mode}_a_adv.png", adv_a)
+    pb = write_png(folder / f"{pair['name']}_{cfg.mode}_b_adv.png", adv_b)
     xa, xb = read_image(pa).tensor(), read_image(pb).tensor()  # evaluate what was saved
-    assert torch.equal(xa, res.adv_a) and torch.equal(xb, res.adv_b)
+    assert torch.equal(xa, adv_a) and torch.equal(xb, adv_b)
     return {
         "pair": pair["name"],
         "mode": cfg.mode,
         "eps_255": cfg.eps * 255,
         "seconds": seconds,
         "steps": res.iterations,
+        "steps_per_s": res.iterations / seconds,
         "stopped_early": res.stopped_early,
         "attack_counts": {"consistent": res.consistent, "near": res.near},
         "files": [str(pa.relative_to(ROOT.parent)), str(pb.relative_to(ROOT.parent))],
@@ -167,6 +169,7 @@ def main() -> None:
     ap.add_argument("--eval-only", type=Path, default=None, help="re-evaluate the saved PNGs of this result JSON")
     ap.add_argument("--threads", type=int, default=2, help="torch / OpenCV threads (default 2)")
     ap.add_argument("--only", choices=["match", "unmatch"], default=None, help="run one mode only")
+    ap.add_argument("--device", default="cpu", help="where the attacks run (cpu, cuda, ...); evaluation on the CPU")
     args = ap.parse_args()
     # what is not given comes from the config's per-mode defaults (as in `gdvision attack`)
     args.init = args.init or AttackConfig(mode="match").resolved().init
@@ -207,7 +210,7 @@ def main() -> None:
             stop_inliers=args.stop_inliers if mode == "match" else 0,
         )
         for pair in pairs:
-            row = run_one(pair, cfg, folder)
+            row = run_one(pair, cfg, folder, args.device)
             rows.append(row)
             print(
                 f"{row['pair']:<11} {mode:<8} {row['seconds']:6.1f} s  gdvision {_fmt(row['before']['gdvision'])} ->"
@@ -222,6 +225,7 @@ def main() -> None:
         s = {
             "pairs": len(rs),
             "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
+            "steps_per_s_mean": float(np.mean([r.get("steps_per_s", float("nan")) for r in rs])),
             "psnr_min_db": float(
                 min(min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"]) for r in rs)
             ),
@@ -249,6 +253,7 @@ def main() -> None:
                 "lr": {"match": args.lr_match, "unmatch": args.lr_unmatch},
                 "focus": args.focus,
                 "quick": args.quick,
+                "device": args.device,
             },
             "summary": summary,
             "rows": rows,

@@ -43,9 +43,16 @@ sys.path.insert(0, str(ROOT))
 from gdvision.filters import gradient_magnitude  # noqa: E402
 
 
-def _peers(x: torch.Tensor, threads: int) -> dict[str, Callable[[], object]]:
-    """Callables computing the Sobel magnitude of the batch ``x`` (B, 3, H, W) with each library."""
+def _peers(x: torch.Tensor, threads: int, device: str = "cpu") -> dict[str, Callable[[], object]]:
+    """Callables computing the Sobel magnitude of the batch ``x`` (B, 3, H, W) with each library.
+
+    ``device``: where gdvision and kornia compute (on CUDA each call ends with a synchronisation); the CPU libraries
+    get ``x`` on the CPU.
+    """
     import cv2
+
+    xd = x.to(device)
+    sync = torch.cuda.synchronize if xd.is_cuda else (lambda: None)
 
     cv2.setNumThreads(threads)
     hwc = [np.ascontiguousarray(im) for im in x.permute(0, 2, 3, 1).numpy()]
@@ -53,7 +60,9 @@ def _peers(x: torch.Tensor, threads: int) -> dict[str, Callable[[], object]]:
     out: dict[str, Callable[[], object]] = {}
 
     def gd() -> object:
-        return gradient_magnitude(x)
+        out = gradient_magnitude(xd)
+        sync()
+        return out
 
     def opencv() -> object:
         res = []
@@ -87,7 +96,9 @@ def _peers(x: torch.Tensor, threads: int) -> dict[str, Callable[[], object]]:
         import kornia
 
         def kornia_() -> object:
-            return kornia.filters.sobel(x)
+            out = kornia.filters.sobel(xd)
+            sync()
+            return out
 
         out["kornia"] = kornia_
     except ImportError:
@@ -95,12 +106,14 @@ def _peers(x: torch.Tensor, threads: int) -> dict[str, Callable[[], object]]:
     return out
 
 
-def bench_library(batches: list[int], reps: int, threads: int, size: int) -> list[dict[str, object]]:
+def bench_library(
+    batches: list[int], reps: int, threads: int, size: int, device: str = "cpu"
+) -> list[dict[str, object]]:
     rows = []
     gen = torch.Generator().manual_seed(0)
     for b in batches:
         x = torch.rand(b, 3, size, size, generator=gen)
-        fns = _peers(x, threads)
+        fns = _peers(x, threads, device)
         times: dict[str, list[float]] = {k: [] for k in fns}
         for fn in fns.values():  # warm-up
             fn()
@@ -219,6 +232,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batches", default="1,8,32,128")
     ap.add_argument("--skip-files", action="store_true", help="only the library benchmark")
+    ap.add_argument("--device", default="cpu", help="where gdvision and kornia compute in the library benchmark")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "edges.json")
     args = ap.parse_args()
     batches = [int(b) for b in args.batches.split(",")]
@@ -239,9 +253,9 @@ def main() -> None:
             "load_avg_at_start": os.getloadavg(),
         },
         "versions": {"torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
-        "device": "cpu",
+        "device": args.device,
     }
-    result["library"] = bench_library(batches, reps, args.threads, args.size)
+    result["library"] = bench_library(batches, reps, args.threads, args.size, args.device)
     if not args.skip_files:
         result["cli_files"] = bench_files(n_files, args.threads, args.size)
     result["machine"]["load_avg_at_end"] = os.getloadavg()  # type: ignore[index]
