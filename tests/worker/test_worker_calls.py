@@ -137,6 +137,35 @@ def test_concurrent_calls_each_get_their_own_output(wenv, tmp_path):
     assert outs[0] == _gdvision(["register", "--help"], dict(wenv, COLUMNS="40"), tmp_path, worker=False).stdout
 
 
+def _wait_running(env, n, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while _status(env)["calls_running"] != n:
+        assert time.monotonic() < deadline, f"calls_running did not reach {n}"
+        time.sleep(0.1)
+
+
+def _long_attack(env, cwd, out):
+    """A call that runs until it is stopped (an attack of 10^5 steps, progress off)."""
+    cmd = [sys.executable, "-m", "gdvision", "attack", str(A), str(B), "--steps", "100000", "--out-dir", out, "-q"]
+    return subprocess.Popen(
+        cmd, env=dict(env, GDVISION_WORKER="1"), cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+
+
+def test_ctrl_c_reaches_the_call_and_a_killed_client_ends_it(wenv, tmp_path):
+    p = _long_attack(wenv, tmp_path, "a1")
+    _wait_running(wenv, 1)
+    p.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground client
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err == b"error: interrupted\n"  # the CLI's own answer to KeyboardInterrupt
+    _wait_running(wenv, 0, timeout=10)
+    p = _long_attack(wenv, tmp_path, "a2")
+    _wait_running(wenv, 1)
+    p.kill()  # the client dies: its call must not keep running
+    p.wait()
+    _wait_running(wenv, 0, timeout=10)
+
+
 def test_a_killed_worker_falls_back_then_start_replaces_it_and_the_idle_timeout_ends_it(wenv, tmp_path):
     """(Last test of the module: it replaces the module's worker by one with a 2 s idle timeout.)"""
     pid = _status(wenv)["pid"]
