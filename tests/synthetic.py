@@ -2,6 +2,8 @@
 
 - :func:`random_homography`: a random A -> B pixel homography from jittered image corners.
 - :func:`render`: a ray-cast 3-view scene (tilted textured plane + 2 boxes) with known depth and cameras.
+- :func:`render_converging`: a ray-cast converging, non-rectified pair (close tilted target with a striped
+  patch, in front of a box and a background plane) with known depth; :data:`CONV_CAMS` its cameras.
 """
 
 from __future__ import annotations
@@ -96,3 +98,74 @@ def render(world_to_cam: np.ndarray, ss: int = 2) -> tuple[np.ndarray, np.ndarra
     ys, xs = np.meshgrid(np.arange(H, dtype=float), np.arange(W, dtype=float), indexing="ij")
     _, depth = _cast(world_to_cam, xs, ys)
     return img.astype(np.float32), depth.astype(np.float32)
+
+
+# ---- a converging, non-rectified pair (issue 16): a close, strongly textured, tilted planar target with a
+# striped (periodic) patch, in front of a box and a tilted background plane. The source sits right of and above
+# the reference (baseline with a y component), has other intrinsics and looks at the target (toe-in of about
+# 21 degrees about y and 11 about x), so epipolar lines are not image rows and parallax is large.
+
+CONV_W, CONV_H = 160, 120
+TARGET_C = np.array([0.0, 0.01, 0.55])  # target centre (the reference camera frame is the world frame)
+TARGET_N = np.array([0.5, -0.2, -1.0]) / np.linalg.norm([0.5, -0.2, -1.0])
+TARGET_HALF = (0.17, 0.12)  # half extents along the target's own u, v axes (metres)
+STRIPES = (0.01, 0.14, 0.03, 0.018)  # striped patch: u from, u to, |v| up to; stripe period (metres)
+BACK_N = np.array([-0.1, 0.05, 1.0]) / np.linalg.norm([-0.1, 0.05, 1.0])
+BACK_C = float(BACK_N @ np.array([0.0, 0.0, 2.5]))
+CONV_BOX = ((-0.95, -0.6, 2.1), (-0.45, 0.1, 2.5))
+CONV_CAMS = {
+    "ref": (np.array([[150.0, 0.0, 79.5], [0.0, 150.0, 59.5], [0.0, 0.0, 1.0]]), np.eye(4)),
+    "src": (
+        np.array([[110.0, 0.0, 84.0], [0.0, 108.0, 56.0], [0.0, 0.0, 1.0]]),
+        look_at((0.2, -0.1, 0.03), tuple(TARGET_C)),
+    ),
+}
+
+
+def _cast_converging(
+    world_to_cam: np.ndarray, K: np.ndarray, xs: np.ndarray, ys: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Colour (..., 3), depth (...) and surface id (0 target, 1 stripes, 2 background, 3 box) of pixel rays."""
+    R, t = world_to_cam[:3, :3], world_to_cam[:3, 3]
+    c = -R.T @ t
+    dirs = np.stack([xs, ys, np.ones_like(xs)], -1) @ np.linalg.inv(K).T @ R  # z = 1 in the camera: t = depth
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_back = (BACK_C - BACK_N @ c) / (dirs @ BACK_N)
+        t_tgt = (TARGET_N @ (TARGET_C - c)) / (dirs @ TARGET_N)
+        t1, t2 = (np.array(CONV_BOX[0]) - c) / dirs, (np.array(CONV_BOX[1]) - c) / dirs
+    t_in, t_out = np.nanmax(np.minimum(t1, t2), -1), np.nanmin(np.maximum(t1, t2), -1)
+    u_ax = np.cross([0.0, 1.0, 0.0], TARGET_N)
+    u_ax /= np.linalg.norm(u_ax)
+    rel = c + dirs * t_tgt[..., None] - TARGET_C
+    u, v = rel @ u_ax, rel @ np.cross(TARGET_N, u_ax)
+    on_target = (t_tgt > 0) & (np.abs(u) <= TARGET_HALF[0]) & (np.abs(v) <= TARGET_HALF[1])
+    on_box = (t_in <= t_out) & (t_in > 0) & (t_in < t_back)
+    depth = np.where(on_target, t_tgt, np.where(on_box, t_in, t_back))
+    sid = np.where(on_target, 0, np.where(on_box, 3, 2))
+    sid = np.where(on_target & (u >= STRIPES[0]) & (u <= STRIPES[1]) & (np.abs(v) <= STRIPES[2]), 1, sid)
+    pts = c + dirs * depth[..., None]
+    rng = np.random.default_rng(11)  # the target's fine texture: periods of about 2-6 pixels
+    fine = np.zeros(pts.shape[:-1] + (3,))
+    for ch in range(3):
+        for _ in range(14):
+            d = rng.normal(size=3)
+            fine[..., ch] += np.sin(pts @ (d / np.linalg.norm(d)) * rng.uniform(150, 450) + rng.uniform(0, 6.3))
+    col = np.where((sid == 0)[..., None], 0.5 + 0.4 * np.tanh(fine / 3.0), _texture(pts))
+    wave = 0.5 + 0.45 * np.tanh(3.0 * np.sin(2 * np.pi * u / STRIPES[3]))
+    col = np.where((sid == 1)[..., None], np.stack([wave, 0.8 * wave + 0.1, 0.6 * wave + 0.2], -1), col)
+    return col, depth, sid
+
+
+def render_converging(name: str, ss: int = 3) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Image (H, W, 3) in [0, 1], depth (H, W) and surface id (H, W; 0 target, 1 its striped patch,
+    2 background, 3 box) of the converging scene seen by camera ``name`` ("ref" or "src" of :data:`CONV_CAMS`).
+
+    The image averages ss x ss rays per pixel; depth and id are those of the pixel-centre ray.
+    """
+    K, T = CONV_CAMS[name]
+    f = (np.arange(CONV_H * ss) + 0.5) / ss - 0.5, (np.arange(CONV_W * ss) + 0.5) / ss - 0.5
+    ys, xs = np.meshgrid(*f, indexing="ij")
+    img = _cast_converging(T, K, xs, ys)[0].reshape(CONV_H, ss, CONV_W, ss, 3).mean((1, 3))
+    ys, xs = np.meshgrid(np.arange(CONV_H, dtype=float), np.arange(CONV_W, dtype=float), indexing="ij")
+    _, depth, sid = _cast_converging(T, K, xs, ys)
+    return img.astype(np.float32), depth.astype(np.float32), sid
