@@ -106,24 +106,31 @@ def _shear_index(h: int, w: int, sign: int, device: torch.device) -> tuple[torch
     return ys * w + xs.clamp(0, w - 1), valid
 
 
+def _axis_hits(w: torch.Tensor, good: torch.Tensor, axis: int) -> torch.Tensor:
+    """(2, B, C, H, W): the value of the nearest ``good`` pixel both ways along one image axis pair (inf: none):
+    0 up/down, 1 left/right, 2 up-left/down-right, 3 up-right/down-left."""
+    if axis == 0:
+        return torch.stack(_nearest_along_columns(w, good))
+    if axis == 1:
+        return torch.stack(_nearest_along_columns(w.transpose(-1, -2), good.transpose(-1, -2))).transpose(-1, -2)
+    bsz, c, h, wd = w.shape  # a diagonal, as the columns of a sheared grid
+    idx, valid = _shear_index(h, wd, 1 if axis == 2 else -1, w.device)
+    flat_w, flat_g = w.reshape(bsz, c, -1), good.reshape(bsz, c, -1)
+    sw = flat_w[..., idx.flatten()].reshape(bsz, c, h, -1)
+    sg = flat_g[..., idx.flatten()].reshape(bsz, c, h, -1) & valid
+    out = []
+    for vals in _nearest_along_columns(sw, sg):
+        # every image pixel appears once among the valid sheared cells: scatter its value back
+        cell = torch.where(valid, vals, torch.full_like(vals, float("inf"))).reshape(bsz, c, -1)
+        back = torch.full_like(flat_w, float("inf"))
+        out.append(back.scatter_reduce(-1, idx.flatten().expand(bsz, c, -1), cell, reduce="amin").reshape_as(w))
+    return torch.stack(out)
+
+
 def _direction_hits(w: torch.Tensor, good: torch.Tensor) -> torch.Tensor:
     """(8, B, C, H, W): the value of the nearest ``good`` pixel in each image direction (inf: none), in the order
-    up, down, left, right, up-left, down-right, up-right, down-left (opposite directions in pairs)."""
-    bsz, c, h, wd = w.shape
-    hits = list(_nearest_along_columns(w, good))  # up, down
-    hits += [v.transpose(-1, -2) for v in _nearest_along_columns(w.transpose(-1, -2), good.transpose(-1, -2))]
-    for sign in (1, -1):  # the two diagonals, as columns of a sheared grid
-        idx, valid = _shear_index(h, wd, sign, w.device)
-        flat_w, flat_g = w.reshape(bsz, c, -1), good.reshape(bsz, c, -1)
-        sw = flat_w[..., idx.flatten()].reshape(bsz, c, h, -1)
-        sg = flat_g[..., idx.flatten()].reshape(bsz, c, h, -1) & valid
-        for vals in _nearest_along_columns(sw, sg):
-            # every image pixel appears once among the valid sheared cells: scatter its value back
-            cell = torch.where(valid, vals, torch.full_like(vals, float("inf"))).reshape(bsz, c, -1)
-            back = torch.full_like(flat_w, float("inf"))
-            back = back.scatter_reduce(-1, idx.flatten().expand(bsz, c, -1), cell, reduce="amin")
-            hits.append(back.reshape_as(w))
-    return torch.stack(hits)
+    up, down, left, right, up-left, down-right, up-right, down-left (the pairs of :func:`_axis_hits`)."""
+    return torch.cat([_axis_hits(w, good, axis) for axis in range(4)])
 
 
 def epipolar_axis(problem: DepthProblem, level: int) -> torch.Tensor:
@@ -190,14 +197,20 @@ def fill_epipolar_background(problem: DepthProblem, level: int, w: torch.Tensor,
         >>> fill_epipolar_background(prob, 0, w, good)[0, 0, 0].tolist()
         [0.25, 0.125, 0.125, 0.125]
     """
-    hits = _direction_hits(w, good).view(4, 2, *w.shape)  # axis pairs: vertical, horizontal, 2 diagonals
-    along = hits.min(1).values  # (4, B, 1, H, W): the farther of the two opposite nearest good pixels
+    axes = epipolar_axis(problem, level)
+    along: dict[int, torch.Tensor] = {}  # per axis pair in use: the farther of the two ways
+    for a in axes.unique().tolist():
+        along[a] = _axis_hits(w, good, a).min(0).values
     best = torch.full_like(w, -float("inf"))
-    for axis in epipolar_axis(problem, level):
-        v = along.gather(0, axis.expand(1, *w.shape))[0]
+    for axis in axes:
+        v = torch.full_like(w, float("inf"))
+        for a, vals in along.items():
+            v = torch.where(axis == a, vals, v)
         best = torch.maximum(best, torch.where(torch.isinf(v), torch.full_like(v, -float("inf")), v))
-    fallback = fill_directions_background(w, good, rank=2)
-    return torch.where(good, w, torch.where(torch.isinf(best), fallback, best))
+    lost = ~good & torch.isinf(best)
+    if bool(lost.any()):  # no good pixel along the epipolar line: two of the 8 directions must agree
+        best = torch.where(lost, _rank_th(_direction_hits(w, good), w, 2), best)
+    return torch.where(good, w, best)
 
 
 def fill_directions_background(w: torch.Tensor, good: torch.Tensor, rank: int = 1) -> torch.Tensor:
@@ -216,10 +229,15 @@ def fill_directions_background(w: torch.Tensor, good: torch.Tensor, rank: int = 
         >>> fill_directions_background(w, good, rank=2)[0, 0, 0, 1].item()   # the second farthest
         0.5
     """
-    ordered = _direction_hits(w, good).sort(0).values  # (8, B, C, H, W), inf (no good pixel) last
+    return torch.where(good, w, _rank_th(_direction_hits(w, good), w, rank))
+
+
+def _rank_th(hits: torch.Tensor, w: torch.Tensor, rank: int) -> torch.Tensor:
+    """The ``rank``-th smallest finite value of ``hits`` (8, ...) per pixel (the largest when fewer), else ``w``."""
+    ordered = hits.sort(0).values  # inf (no good pixel) last
     found = torch.isfinite(ordered).sum(0, keepdim=True)
     best = ordered.gather(0, (found.clamp(max=rank) - 1).clamp(min=0))[0]
-    return torch.where(good | torch.isinf(best), w, best)
+    return torch.where(torch.isinf(best), w, best)
 
 
 def fill_occluded(problem: DepthProblem, level: int, w: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
@@ -262,28 +280,23 @@ def fill_occluded(problem: DepthProblem, level: int, w: torch.Tensor, matched: t
     return torch.where(take, cand, w)
 
 
-def _largest_step(w: torch.Tensor, qx: torch.Tensor, qy: torch.Tensor, max_len: int) -> torch.Tensor:
-    """(B, H, W): the largest inverse-depth step between consecutive pixels on the straight path from every
-    pixel of ``w`` (B, 1, H, W) to the pixel ``(qx, qy)`` (B, H, W) (nearest pixels, one sample per pixel of
-    length); paths longer than ``max_len`` pixels count as an infinite step."""
-    bsz, _, h, wd = w.shape
-    ys, xs = torch.meshgrid(
-        torch.arange(h, device=w.device, dtype=w.dtype), torch.arange(wd, device=w.device, dtype=w.dtype), indexing="ij"
-    )
-    dx, dy = qx - xs, qy - ys
-    length = torch.maximum(dx.abs(), dy.abs())
-    n = int(min(float(length.max()), max_len)) if length.numel() else 0
-    flat = w.reshape(bsz, -1)
-    step = torch.zeros_like(dx)
-    prev = w[:, 0]
-    for k in range(1, n + 1):
-        t = (k / length.clamp_min(1.0)).clamp(max=1.0)
-        ix = (xs + t * dx).round().long().clamp(0, wd - 1)
-        iy = (ys + t * dy).round().long().clamp(0, h - 1)
-        cur = flat.gather(1, (iy * wd + ix).reshape(bsz, -1)).reshape_as(prev)
+def _largest_step(w: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> torch.Tensor:
+    """(M,): the largest step of ``w`` (B, 1, H, W) between consecutive pixels on the straight path from each
+    ``start`` to each ``end`` pixel (M, 3) (batch, y, x; nearest pixels, one sample per pixel of length)."""
+    _, _, h, wd = w.shape
+    flat = w.reshape(-1)
+    base = start[:, 0] * (h * wd)
+    d = (end - start)[:, 1:].to(w.dtype)
+    length = d.abs().max(1).values
+    step = torch.zeros(start.shape[0], dtype=w.dtype, device=w.device)
+    prev = flat[base + start[:, 1] * wd + start[:, 2]]
+    for k in range(1, int(length.max()) + 1 if length.numel() else 1):
+        t = (k / length.clamp_min(1.0)).clamp(max=1.0).unsqueeze(1)
+        pos = (start[:, 1:].to(w.dtype) + t * d).round().long()
+        cur = flat[base + pos[:, 0].clamp(0, h - 1) * wd + pos[:, 1].clamp(0, wd - 1)]
         step = torch.maximum(step, (cur - prev).abs())
         prev = cur
-    return torch.where(length > max_len, torch.full_like(step, float("inf")), step)
+    return step
 
 
 def _source_hits(
@@ -316,8 +329,11 @@ def _source_hits(
             holder = torch.where(vals >= buf.gather(1, flat), own, torch.full_like(own, -1))
             who = torch.full((bsz, hs * ws), -1, dtype=own.dtype, device=w.device)
             who = who.scatter_reduce(1, flat, holder, reduce="amax").gather(1, flat).clamp(min=0)
-            qx, qy = (who % wd).to(w.dtype).view_as(front_w), (who // wd).to(w.dtype).view_as(front_w)
-            hidden &= _largest_step(w, qx, qy, max(h, wd)) > fold_px * tol / margin_px
+            start = hidden.nonzero()  # (M, 3): batch, y, x; only the candidates need the path test
+            q = who.view_as(front_w)[start[:, 0], start[:, 1], start[:, 2]]
+            end = torch.stack([start[:, 0], q // wd, q % wd], 1)
+            fold = _largest_step(w, start, end) > fold_px * tol / margin_px
+            hidden[start[:, 0], start[:, 1], start[:, 2]] = fold
         seen |= (inside & ~hidden).unsqueeze(1)
     return seen
 
