@@ -201,10 +201,13 @@ def validated(cfg: Any, flags: dict[str, str]) -> Any:
     """``cfg`` after its ``validate()``; a UsageError names the flag instead of the config field (no torch import).
 
     ``flags``: config field -> the option that sets it; the first field named in the message is replaced.
+    ``cfg`` may also be a function that builds the config (its errors are mapped the same way).
     """
     import re
 
     try:
+        if not hasattr(cfg, "validate"):
+            cfg = cfg()
         cfg.validate()
     except UsageError as exc:
         msg = str(exc)

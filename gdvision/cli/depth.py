@@ -23,6 +23,7 @@ _FLAGS = {
     "levels": "--levels",
     "init": "--init",
     "sweep_planes": "--planes",
+    "quality": "--quality",
 }
 
 
@@ -55,13 +56,26 @@ def depth(
     ] = None,
     alpha: Annotated[float, typer.Option(help="Weight of (1-SSIM)/2 vs |difference| in the photometric loss.")] = 0.85,
     smoothness: Annotated[float, typer.Option(help="Weight of the edge-aware smoothness of inverse depth.")] = 1.0,
-    iters: Annotated[int, typer.Option(help="Adam iterations per pyramid level (coarser levels).")] = 100,
-    finest_iters: Annotated[int, typer.Option(help="Adam iterations at the finest (full-size) level.")] = 30,
+    quality: Annotated[
+        str,
+        typer.Option(
+            help="Speed/quality preset: fast, default (the best quality at interactive speed) or best "
+            "(a wider band and Adam refinement at full size; several times slower)."
+        ),
+    ] = "default",
+    iters: Annotated[
+        int | None, typer.Option(help="Adam iterations per coarser level (only with --init random/constant).")
+    ] = None,
+    finest_iters: Annotated[
+        int | None,
+        typer.Option(help="Adam iterations at full size after the sweep [default: from --quality: 0, best 20]."),
+    ] = None,
     levels: Annotated[
         int | None, typer.Option(help="Pyramid levels [default: halve while the shorter side stays >= 200 px].")
     ] = None,
     init: Annotated[
-        str, typer.Option(help="Start: sweep (plane sweep at the coarsest level), random or constant.")
+        str,
+        typer.Option(help="Start: sweep (coarse-to-fine plane sweep), random or constant (then Adam on every level)."),
     ] = "sweep",
     planes: Annotated[
         int, typer.Option(help="Inverse-depth planes of the sweep; 0 = two per pixel of parallax (16..256).")
@@ -88,9 +102,11 @@ def depth(
 ) -> None:
     """Estimate a dense depth map of the first image from calibrated views by coarse-to-fine gradient descent.
 
-    Each source view is warped into the reference through the depth (p_i ~ K_i T_i T_ref^-1 d K_ref^-1 p);
-    the loss is 0.85 (1-SSIM)/2 + 0.15 |difference| per view, minimum over the views that see a pixel,
-    plus edge-aware smoothness of inverse depth. A plane sweep initialises the coarsest level; Adam refines.
+    Each source view is warped into the reference through the depth (p_i ~ K_i T_i T_ref^-1 d K_ref^-1 p).
+    A plane sweep over the whole depth range at a coarse level (SSIM matching cost, minimum over the views
+    that see a pixel, semi-global aggregation), then at every finer level a narrow band of depths per pixel;
+    with --quality best, Adam refines the photometric loss at full size. Occluded pixels take the background.
+    Stages and their progress go to stderr; the seconds of every stage go to summary.json.
 
     Writes to --out-dir: depth.npy (float32, NaN = unknown), depth.pfm, depth16.png (depth = value / scale,
     scale in summary.json, 0 = unknown), depth_preview.png (turbo-like, legend in depth units),
@@ -114,17 +130,18 @@ def depth(
     from gdvision._checks import check_choice
     from gdvision.depth.config import DepthConfig
 
+    given = {"iters": iters, "finest_iters": finest_iters}
     cfg = opts.validated(
-        DepthConfig(
+        lambda: DepthConfig.for_quality(
+            quality,
             min_depth=min_depth,
             max_depth=max_depth,
             alpha=alpha,
             smoothness=smoothness,
-            iters=iters,
-            finest_iters=finest_iters,
             levels=levels,
             init=init,
             sweep_planes=planes or None,
+            **{k: v for k, v in given.items() if v is not None},
         ),
         _FLAGS,
     )

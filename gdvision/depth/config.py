@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     import torch
 
 INITS = ("sweep", "random", "constant")
+QUALITIES = ("fast", "default", "best")
 MAX_ITERS = 100_000  # per level
 MAX_PLANES = 4096
 # Depth bounds beyond these are not a scene but a typo (their inverse leaves float32's comfortable range).
@@ -69,18 +70,26 @@ class DepthConfig:
         min_size: shorter side of the coarsest level when ``levels`` is None.
         iters: Adam iterations per level (a sequence is indexed by level, 0 = finest; a single int is used
             for every level but the finest when ``finest_iters`` is set).
-        finest_iters: Adam iterations at level 0 (the most expensive level) when ``iters`` is an int.
+        finest_iters: Adam iterations at level 0 (the most expensive level) when ``iters`` is an int; after the
+            sweep the only Adam iterations (0 by default: measured not to pay, see ``bench/README.md``); with
+            ``init`` random/constant, 0 or None means ``iters``.
         lr: Adam step size in pixels of image motion of the level (converted to ``theta`` units with the
             largest parallax of the depth range), so one step moves a match by about ``lr`` pixels.
-        init: ``"sweep"`` (plane sweep at the coarsest level), ``"random"`` or ``"constant"`` (mid-range).
-        sweep_planes: number of inverse-depth planes of the sweep; ``None`` = two planes per pixel of the
-            largest image motion over the depth range at the sweep level (clamped to 16..256).
-        sweep_max_pixels: when ``levels`` is None, the pyramid stops at the finest level with at most this
-            many pixels (but not finer than ``min_size`` allows), so the sweep, which sees fine structures
-            only at fine levels, runs at the finest affordable level; ``None`` = always down to ``min_size``.
+        init: ``"sweep"`` (the coarse-to-fine sweep of :mod:`gdvision.depth.sweep`, then ``finest_iters`` Adam
+            steps at full size), ``"random"`` or ``"constant"`` (mid-range; then Adam on every level).
+        sweep_planes: number of inverse-depth planes of the full-range sweep at the coarsest level; ``None`` =
+            two planes per pixel of the largest image motion over the depth range there (clamped to 16..256).
+        sweep_max_pixels: with ``init="sweep"`` and ``levels`` None, the coarsest level (where the full-range
+            sweep runs) is the finest one with at most this many pixels; ``None`` = down to ``min_size``.
+        band_radius, band_step: at every finer level each pixel tests ``2 band_radius + 1`` inverse depths
+            ``band_step`` pixels of image motion apart around its start from the coarser level.
+        band_max_pixels: the band sweeps run in strips of at most this many pixels (bounds the memory).
+        cost_radius: the sweeps' matching cost (:mod:`gdvision.depth.matching_cost`) uses a
+            ``(2 cost_radius + 1)`` square window on grey images.
         sweep_fill: sweep winners whose cost exceeds ``sweep_fill`` x the median winning cost are treated as
             occluded/unmatched and replaced by the farthest reliable neighbour (:func:`fill_background`);
             ``None`` keeps them.
+        quality: the preset these settings came from (:meth:`for_quality`; informational).
         sgm_p1, sgm_p2: semi-global aggregation of the sweep's cost volume
             (:func:`gdvision.depth.aggregate.sgm_aggregate`): penalty of a one-plane step and of a larger jump,
             in photometric-cost units; ``sgm_p1=None`` = plain winner-take-all.
@@ -105,11 +114,15 @@ class DepthConfig:
     levels: int | None = None
     min_size: int = 200
     iters: int | Sequence[int] = 100
-    finest_iters: int | None = 30
+    finest_iters: int | None = 0
     lr: float = 0.1
     init: str = "sweep"
     sweep_planes: int | None = None
-    sweep_max_pixels: int | None = 400_000
+    sweep_max_pixels: int | None = 100_000
+    band_radius: int = 6
+    band_step: float = 0.5
+    band_max_pixels: int = 1_000_000
+    cost_radius: int = 2
     sweep_fill: float | None = 2.0
     sgm_p1: float | None = 0.03
     sgm_p2: float = 0.3
@@ -118,6 +131,21 @@ class DepthConfig:
     confidence_scale: float = 0.1
     tol: float = 1e-5
     patience: int = 10
+    quality: str = "default"
+
+    @classmethod
+    def for_quality(cls, quality: str = "default", **overrides: object) -> DepthConfig:
+        """The settings of a speed/quality preset (``fast``, ``default``, ``best``), then ``overrides``.
+
+        ``default`` is the class defaults; ``fast`` sweeps a coarser band with fewer hypotheses; ``best`` tests
+        a wider, finer band and adds Adam refinement at full size (see ``bench/README.md`` for the measured curve).
+
+        Example:
+            >>> DepthConfig.for_quality("fast", min_depth=1.0).band_radius
+            3
+        """
+        check_choice(quality, "quality", QUALITIES)
+        return cls(**{**QUALITY_PRESETS[quality], **overrides, "quality": quality})  # type: ignore[arg-type]
 
     def validate(self) -> None:
         """Raise UsageError, naming the field, for a setting that cannot work."""
@@ -133,6 +161,11 @@ class DepthConfig:
         check_choice(self.init, "init", INITS)
         check_number(self.sweep_planes, "sweep_planes", 2, MAX_PLANES, integer=True)
         check_number(self.sweep_max_pixels, "sweep_max_pixels", low=1, integer=True)
+        check_number(self.band_radius, "band_radius", 1, 64, integer=True)
+        check_number(self.band_step, "band_step", low=0.0, low_open=True)
+        check_number(self.band_max_pixels, "band_max_pixels", low=1024, integer=True)
+        check_number(self.cost_radius, "cost_radius", 1, 10, integer=True)
+        check_choice(self.quality, "quality", QUALITIES)
         check_number(self.levels, "levels", 1, 10, integer=True)
         check_number(self.min_size, "min_size", low=1, integer=True)
         check_number(self.patience, "patience", low=0, integer=True)
@@ -151,6 +184,13 @@ class DepthConfig:
             raise UsageError(f"min_depth ({self.min_depth}) must be smaller than the maximum depth ({self.max_depth})")
 
 
+QUALITY_PRESETS: dict[str, dict[str, object]] = {
+    "fast": {"band_radius": 3, "band_step": 1.0, "sweep_max_pixels": 50_000},
+    "default": {},
+    "best": {"band_radius": 8, "finest_iters": 20},
+}
+
+
 @dataclass
 class DepthResult:
     """What :func:`gdvision.depth.estimate_depth` returns (tensors on the CPU).
@@ -163,6 +203,8 @@ class DepthResult:
         min_depth, max_depth: the bounds used.
         levels: per-level iterations and final loss, coarsest first.
         seconds: wall time of the solve.
+        stages: wall seconds per stage (``pyramid``, ``sweep``, ``aggregation``, ``band``, ``refinement``,
+            ``fill``).
     """
 
     depth: torch.Tensor
@@ -173,6 +215,7 @@ class DepthResult:
     max_depth: float
     levels: list[dict[str, float]] = field(default_factory=list)
     seconds: float = 0.0
+    stages: dict[str, float] = field(default_factory=dict)
 
 
-__all__ = ["DEPTH_LIMITS", "INITS", "DepthConfig", "DepthResult", "View"]
+__all__ = ["DEPTH_LIMITS", "INITS", "QUALITIES", "QUALITY_PRESETS", "DepthConfig", "DepthResult", "View"]

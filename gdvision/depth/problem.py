@@ -74,6 +74,25 @@ class Level:
     b: list[torch.Tensor]  # (1,3)
     stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # SSIM statistics of ref
 
+    def rows(self, y0: int, y1: int) -> Level:
+        """The level restricted to reference rows ``y0:y1`` (a strip): the projections shift with the crop.
+
+        Reference pixel ``(x, y)`` of the strip is ``(x, y + y0)`` of the level, so ``A`` becomes ``A S`` with
+        ``S`` the translation by ``y0``; the source views are shared.
+        """
+        if y0 == 0 and y1 == self.ref.shape[-2]:
+            return self
+        shift = torch.eye(3, dtype=self.A[0].dtype, device=self.A[0].device)
+        shift[1, 2] = float(y0)
+        return Level(
+            self.ref[..., y0:y1, :],
+            self.ref_mask[..., y0:y1, :],
+            self.srcs,
+            self.src_masks,
+            [A @ shift for A in self.A],
+            self.b,
+        )
+
 
 class DepthProblem:
     """Coarse-to-fine problem for :func:`gdvision.optim.coarse_to_fine`: params = theta (1, 1, H_l, W_l)."""

@@ -1,22 +1,26 @@
-"""Dense depth of a reference view from N >= 1 calibrated source views by coarse-to-fine gradient descent.
+"""Dense depth of a reference view from N >= 1 calibrated source views: a coarse-to-fine sweep, refinement, fill.
 
-The model and its loss are in :mod:`gdvision.depth.problem`. Solving: a Gaussian pyramid (finest first) of
-every image, whose coarsest level is the finest one with at most ``sweep_max_pixels`` pixels (fine structures
-only show at fine levels); there a **plane sweep** (``init="sweep"``, :mod:`gdvision.depth.sweep`) or
-``init="random"`` (uniform noise in ``theta``, as in Kornia's depth example) gives the start; then Adam
-(:func:`gdvision.optim.coarse_to_fine`) refines ``theta`` level by level, upsampling bilinearly between
-levels. Finally pixels that every source misses at their depth (out of frame, or occluded according to a
-z-buffer of the map itself), and badly matched pixels of the border band that some depth of the range puts
-out of frame, take the farther of their nearest reliable row neighbours (``final_fill``,
-:mod:`gdvision.depth.fill`).
+The model and its loss are in :mod:`gdvision.depth.problem`. Solving, on a Gaussian pyramid (finest first) of
+every image:
+
+1. ``init="sweep"`` (default): the **coarse-to-fine sweep** of :mod:`gdvision.depth.sweep`: a full-range plane
+   sweep with semi-global aggregation at the coarsest level (the finest with at most ``sweep_max_pixels``
+   pixels), then at every finer level a narrow band of inverse depths per pixel, aggregated the same way; then
+   ``finest_iters`` Adam steps on the photometric loss at full size (:func:`gdvision.optim.coarse_to_fine`).
+   ``init="random"``/``"constant"``: Adam level by level from noise (as in Kornia's depth example) or mid-range.
+2. The **final fill**: pixels that every source misses at their depth (out of frame, or occluded according to a
+   z-buffer of the map itself), and badly matched pixels that some depth of the range puts out of frame, take
+   the farther of their nearest reliable neighbours (``final_fill``, :mod:`gdvision.depth.fill`).
 
 Output: depth (H, W) float32 in the cameras' length unit, NaN where unknown (masked reference pixels,
 pixels that no source view can see at any depth in the range); a confidence in [0, 1] from the final
-photometric cost, ``exp(-cost / confidence_scale)``, 0 where no view sees the pixel at the found depth.
+matching cost, ``exp(-cost / confidence_scale)``, 0 where no view sees the pixel at the found depth; the wall
+seconds of every stage.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -27,8 +31,9 @@ import torch
 from gdvision.depth.cameras import auto_depth_range, check_views
 from gdvision.depth.config import DepthConfig, DepthResult, View
 from gdvision.depth.fill import fill_rows_background, fully_visible_mask, occluded_mask, visible_mask
-from gdvision.depth.problem import DepthProblem, build_levels
-from gdvision.depth.sweep import plane_sweep
+from gdvision.depth.matching_cost import SweepCost
+from gdvision.depth.problem import UNSEEN, DepthProblem, build_levels
+from gdvision.depth.sweep import band_sweep, plane_sweep
 from gdvision.errors import UsageError
 from gdvision.optim import Progress, StepConfig, coarse_to_fine
 from gdvision.pyramid import num_levels
@@ -36,15 +41,38 @@ from gdvision.pyramid import num_levels
 
 @dataclass
 class StageProgress:
-    """What the progress callback of :func:`estimate_depth` receives before the refinement starts.
+    """What the progress callback of :func:`estimate_depth` receives outside the Adam iterations.
 
-    ``stage``: ``"plane sweep"`` (``done`` of ``total`` planes costed), then ``"aggregation"`` and ``"winners and
-    fill"`` (``total`` None).
+    ``stage``: ``"sweep"`` (``done`` of ``total`` planes costed), ``"aggregation"``, ``"band level k/n"``
+    (hypotheses costed over all strips), ``"fill"``; ``total`` None when there is nothing to count.
     """
 
     stage: str
     done: int
     total: int | None
+
+
+class _Clock:
+    """Wall seconds per stage; ``report`` forwards stage progress to the user's callback."""
+
+    def __init__(self, progress: Callable[[StageProgress], None] | None) -> None:
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+        self.stage: str | None = None
+        self.t = time.perf_counter()
+
+    def start(self, stage: str) -> None:
+        now = time.perf_counter()
+        if self.stage is not None:
+            key = self.stage.split(" level")[0]
+            self.seconds[key] = self.seconds.get(key, 0.0) + now - self.t
+        self.stage, self.t = stage, now
+
+    def report(self, stage: str, done: int, total: int | None) -> None:
+        if stage != self.stage:
+            self.start(stage)
+        if self.progress is not None:
+            self.progress(StageProgress(stage, done, total))
 
 
 def depth_bounds(cfg: DepthConfig, ref: View, sources: Sequence[View]) -> tuple[float, float]:
@@ -66,16 +94,23 @@ def depth_bounds(cfg: DepthConfig, ref: View, sources: Sequence[View]) -> tuple[
 
 
 def pyramid_levels(cfg: DepthConfig, h: int, w: int) -> int:
-    """Number of pyramid levels for an ``h`` x ``w`` reference (see ``levels``, ``min_size``, ``sweep_max_pixels``)."""
+    """Number of pyramid levels for an ``h`` x ``w`` reference (see ``levels``, ``min_size``, ``sweep_max_pixels``).
+
+    With the sweep, the coarsest level is the finest one with at most ``sweep_max_pixels`` pixels (its shorter
+    side kept >= 16); otherwise levels halve while the shorter side stays >= ``min_size``.
+
+    Example:
+        >>> pyramid_levels(DepthConfig(), 500, 741)     # the full-range sweep at 371 x 250
+        2
+    """
     if cfg.levels is not None:
         return cfg.levels
-    n_levels = num_levels(h, w, cfg.min_size)
-    if cfg.init == "sweep" and cfg.sweep_max_pixels is not None:
-        while n_levels > 1 and math.ceil(h / 2 ** (n_levels - 2)) * math.ceil(w / 2 ** (n_levels - 2)) <= (
-            cfg.sweep_max_pixels
-        ):
-            n_levels -= 1
-    return n_levels
+    if cfg.init != "sweep" or cfg.sweep_max_pixels is None:
+        return num_levels(h, w, cfg.min_size)
+    n = 1
+    while math.ceil(h / 2 ** (n - 1)) * math.ceil(w / 2 ** (n - 1)) > cfg.sweep_max_pixels and min(h, w) >> n >= 16:
+        n += 1
+    return n
 
 
 def level_iterations(cfg: DepthConfig, n_levels: int) -> list[int]:
@@ -91,36 +126,53 @@ def level_iterations(cfg: DepthConfig, n_levels: int) -> list[int]:
     return iters
 
 
-def _start(
-    problem: DepthProblem, cfg: DepthConfig, device: torch.device, progress: Callable[[StageProgress], None] | None
-) -> torch.Tensor:
-    """``theta`` (1, 1, h, w) at the coarsest level: the plane sweep's, random, or mid-range."""
+def _sweep(problem: DepthProblem, cfg: DepthConfig, clock: _Clock) -> torch.Tensor:
+    """Inverse depth (1, 1, H, W) at level 0 from the coarse-to-fine sweep (:mod:`gdvision.depth.sweep`)."""
     top = problem.num_levels - 1
-    th, tw = problem.lv[top].ref.shape[-2:]
-    if cfg.init == "sweep":
-        planes = cfg.sweep_planes
-        if planes is None:
-            planes = int(min(max(math.ceil(2.0 * problem.parallax(top)) + 1, 16), 256))
-        report = None if progress is None else lambda stage, done, total: progress(StageProgress(stage, done, total))
-        wmap = plane_sweep(problem, top, planes, cfg.sweep_fill, cfg.sgm_p1, cfg.sgm_p2, report)
-        return problem.theta_of(wmap)
-    if cfg.init == "random":
-        return torch.randn(1, 1, th, tw, device=device) * 1.0
-    return torch.zeros(1, 1, th, tw, device=device)
+    planes = cfg.sweep_planes
+    if planes is None:
+        planes = int(min(max(math.ceil(2.0 * problem.parallax(top)) + 1, 16), 256))
+    clock.start("sweep")
+    w = plane_sweep(problem.lv[top], problem.w_min, problem.w_max, planes, cfg, clock.report)
+    for lvl in range(top - 1, -1, -1):
+        step = cfg.band_step * (problem.w_max - problem.w_min) / problem.parallax(lvl)
+        stage = f"band level {top - lvl}/{top}"
+        clock.report(stage, 0, None)
+        w = band_sweep(problem.lv[lvl], w, problem.w_min, problem.w_max, step, cfg, clock.report, stage)
+    return w[None, None]
+
+
+def _adam(problem: DepthProblem, cfg: DepthConfig, theta0: torch.Tensor, first: int, progress) -> tuple:
+    """Adam from ``theta0`` at level ``first`` down to level 0 (:func:`gdvision.optim.coarse_to_fine`)."""
+    iters = level_iterations(cfg, problem.num_levels)
+    configs = [
+        StepConfig(
+            method="adam",
+            lr=cfg.lr * 4.0 / problem.parallax(lvl),
+            iters=iters[lvl] if lvl <= first else 0,
+            tol=cfg.tol,
+            patience=cfg.patience,
+        )  # fmt: skip
+        for lvl in range(problem.num_levels)
+    ]
+    res = coarse_to_fine(problem, theta0, configs, progress, start_level=first)
+    return res.params, [{"level": r.level, "iterations": r.iterations, "loss": r.loss[0]} for r in res.levels]
 
 
 def _finish(problem: DepthProblem, cfg: DepthConfig, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(depth, inv_depth, confidence, cost), each (1, 1, H, W), after the final fill."""
     with torch.no_grad():
         wfin = problem.inv_depth(theta)
-        cost, seen_now = problem.cost(0, wfin)
+        match = SweepCost(problem.lv[0], cfg.cost_radius)
+        cost = match(wfin)[:, None]
         if cfg.final_fill is not None:
-            good = ~occluded_mask(problem, 0, wfin) & (seen_now > 0)
+            good = ~occluded_mask(problem, 0, wfin) & (cost < UNSEEN)
             if bool(good.any()):
                 thr = max(cfg.final_fill * float(cost[good].median()), cfg.final_fill_floor)
                 good &= (cost <= thr) | fully_visible_mask(problem, 0)
             wfin = fill_rows_background(wfin, good)
-            cost, seen_now = problem.cost(0, wfin)
+            cost = match(wfin)[:, None]
+        seen_now = (cost < UNSEEN).to(cost.dtype)
         known = visible_mask(problem, 0)
         depth = torch.where(known, 1.0 / wfin, torch.full_like(wfin, float("nan")))
         conf = torch.where(seen_now > 0, torch.exp(-cost / cfg.confidence_scale), torch.zeros_like(cost))
@@ -167,24 +219,30 @@ def estimate_depth(
     check_views(ref, sources)
     dev = torch.device(device)
     t0 = time.perf_counter()
+    clock = _Clock(progress)
+    clock.start("pyramid")
     min_d, max_d = depth_bounds(cfg, ref, sources)
     n_levels = pyramid_levels(cfg, *ref.image.shape[-2:])
     problem = DepthProblem(build_levels(ref, sources, n_levels, dev), 1.0 / max_d, 1.0 / min_d, cfg)
-    theta0 = _start(problem, cfg, dev, progress)
-    iters = level_iterations(cfg, n_levels)
-    configs = [
-        StepConfig(
-            method="adam",
-            lr=cfg.lr * 4.0 / problem.parallax(lvl),
-            iters=iters[lvl],
-            tol=cfg.tol,
-            patience=cfg.patience,
-        )
-        for lvl in range(n_levels)
-    ]
-    res = coarse_to_fine(problem, theta0, configs, progress)
-    level_info = [{"level": r.level, "iterations": r.iterations, "loss": r.loss[0]} for r in res.levels]
-    depth, inv, conf, cost = _finish(problem, cfg, res.params)
+    level_info: list[dict[str, float]] = []
+    if cfg.init == "sweep":
+        theta = problem.theta_of(_sweep(problem, cfg, clock))
+        if (cfg.finest_iters or 0) > 0:
+            clock.start("refinement")
+            theta, level_info = _adam(problem, cfg, theta, 0, progress)
+    else:
+        clock.start("refinement")
+        top = problem.num_levels - 1
+        th, tw = problem.lv[top].ref.shape[-2:]
+        theta = torch.zeros(1, 1, th, tw, device=dev)
+        if cfg.init == "random":
+            theta = torch.randn(1, 1, th, tw, device=dev)
+        # Adam is the whole solve here: the finest level gets the coarser levels' count unless given
+        steps = cfg if cfg.finest_iters else dataclasses.replace(cfg, finest_iters=None)
+        theta, level_info = _adam(problem, steps, theta, top, progress)
+    clock.report("fill", 0, None)
+    depth, inv, conf, cost = _finish(problem, cfg, theta)
+    clock.start("done")
     return DepthResult(
         depth=depth[0, 0].float().cpu(),
         inv_depth=inv[0, 0].float().cpu(),
@@ -194,6 +252,7 @@ def estimate_depth(
         max_depth=float(max_d),
         levels=level_info,
         seconds=time.perf_counter() - t0,
+        stages={k: round(v, 4) for k, v in clock.seconds.items()},
     )
 
 

@@ -139,6 +139,9 @@ def run_depth(
     df.write_ply(paths["points"], pts.numpy(), arr[:, :3] if arr.shape[1] >= 3 else np.repeat(arr[:, :1], 3, 1))
     summary = _summary(views, cameras, cam_set, res, depth, scale, str(dev), out_dir)
     summary["depth_range"] = depth_range
+    summary["quality"] = cfg.quality
+    if depth_range.get("seconds") is not None:  # the range from feature matches is a stage of the solve too
+        summary["stage_seconds"] = {"depth range": depth_range["seconds"], **summary["stage_seconds"]}
     if truth is not None:
         summary["metrics"] = _metrics(depth, *truth)
         summary["gt"] = {"path": str(gt), "kind": gt_kind}
@@ -175,6 +178,7 @@ def _summary(
         "png16_note": "depth = value / png16_scale; 0 = unknown",
         "levels": res.levels,
         "seconds": res.seconds,
+        "stage_seconds": res.stages,
         "device": dev,
         "outputs": {key: str(out / name) for key, name in OUTPUTS.items()},
     }

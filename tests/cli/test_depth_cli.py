@@ -276,18 +276,19 @@ def test_manifest_item_with_one_view_fails_with_its_reason(scene_dir: Path, tmp_
 
 
 def test_progress_names_stages_with_counts_only_where_asked(scene_dir: Path, tmp_path: Path) -> None:
-    """Issue 19 item 2: stages (plane sweep with its plane count, then each refinement level) and an ETA on stderr;
+    """Issue 19 item 2, issue 16: stages (sweep with its plane count, refinement, fill) and an ETA on stderr;
     no bar when stderr is not a terminal unless GDVISION_PROGRESS=1; nothing under --quiet; stdout stays empty."""
     res = runner.invoke(app, _args(scene_dir, tmp_path / "a"), env={"GDVISION_PROGRESS": "1"})
     assert res.exit_code == 0, res.output
     assert res.stdout == ""
     lines = res.stderr.splitlines()
-    sweep = [x for x in lines if x.startswith("depth: plane sweep: ")]
-    assert sweep and sweep[0].startswith("depth: plane sweep: 16/64 0:0") and " elapsed, eta 0:" in sweep[0]
+    sweep = [x for x in lines if x.startswith("depth: sweep: ")]
+    assert sweep and sweep[0].startswith("depth: sweep: 8/64 0:0") and " elapsed, eta 0:" in sweep[0]
     assert any(x.startswith("depth: refine level 1/") for x in lines)
+    assert any(x.startswith("depth: fill") for x in lines)
     assert lines[-1].startswith("depth of ref.png")  # the summary still comes last
     res = runner.invoke(app, _args(scene_dir, tmp_path / "b"), env={"GDVISION_PROGRESS": ""})  # not a terminal
-    assert res.exit_code == 0 and not any("plane sweep" in x or "elapsed" in x for x in res.stderr.splitlines())
+    assert res.exit_code == 0 and not any("sweep" in x or "elapsed" in x for x in res.stderr.splitlines())
     res = runner.invoke(app, _args(scene_dir, tmp_path / "c", "-q"), env={"GDVISION_PROGRESS": "1"})
     assert res.exit_code == 0 and res.stderr == "" and res.stdout == ""
 

@@ -31,7 +31,7 @@ def test_sgm_keeps_a_clean_volume_and_checks_shape() -> None:
     try:
         sgm_aggregate(torch.rand(6, 7))
     except ValueError as e:
-        assert "(P, H, W)" in str(e)
+        assert "(K, H, W)" in str(e)
     else:  # pragma: no cover
         raise AssertionError("no error for a 2-D volume")
 
