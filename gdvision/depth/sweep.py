@@ -67,8 +67,8 @@ def winners(agg: torch.Tensor, vol: torch.Tensor) -> tuple[torch.Tensor, torch.T
     Example:
         >>> import torch
         >>> agg = torch.tensor([4.0, 1.0, 2.0]).view(3, 1, 1)
-        >>> winners(agg, agg)[0].flatten().tolist()          # between 1 and 2, closer to 1
-        [1.1666666269302368]
+        >>> winners(agg, agg)[0].flatten().tolist()          # hypothesis 1, a quarter step towards 2
+        [1.25]
     """
     k = agg.shape[0]
     idx = agg.argmin(0)
