@@ -33,6 +33,7 @@ import signal
 import socket
 import sys
 import time
+import traceback
 from pathlib import Path
 
 from .paths import check_private_dir, pid_path, socket_path
@@ -178,12 +179,15 @@ class Server:
                 if not self.calls and time.monotonic() - last > self.idle_timeout:
                     return
                 for key, _ in self.sel.select(timeout=0.5):
-                    if key.data == "accept":
-                        self.accept()
-                    elif key.data[0] == "conn":
-                        self.client_message(key.data[1])
-                    else:
-                        self.child_ended(key.data[1])
+                    try:
+                        if key.data == "accept":
+                            self.accept()
+                        elif key.data[0] == "conn":
+                            self.client_message(key.data[1])
+                        else:
+                            self.child_ended(key.data[1])
+                    except Exception:  # one bad event must not end the worker (its calls would lose their exit)
+                        traceback.print_exc()
                 if self.calls:
                     last = time.monotonic()
         finally:
@@ -305,7 +309,9 @@ class Server:
         self.sel.register(pidfd, selectors.EVENT_READ, ("child", pid))
 
     def client_message(self, pid: int) -> None:
-        call = self.calls[pid]
+        call = self.calls.get(pid)
+        if call is None:  # the child ended in the same round of events: its connection is already closed
+            return
         try:
             data = call.conn.recv(4096)
         except BlockingIOError:
@@ -314,7 +320,10 @@ class Server:
             data = b""
         if not data:  # the client is gone: end its call, as its death would have ended an in-process run
             self.sel.unregister(call.conn)
-            self._kill(pid, signal.SIGKILL)
+            try:
+                os.kill(pid, signal.SIGKILL)  # the process only (a killed in-process run leaves its children be)
+            except ProcessLookupError:
+                pass
             return
         for msg in call.reader.feed(data):
             if isinstance(msg.get("signal"), int):
@@ -328,7 +337,9 @@ class Server:
             pass
 
     def child_ended(self, pid: int) -> None:
-        call = self.calls.pop(pid)
+        call = self.calls.pop(pid, None)
+        if call is None:
+            return
         _, status = os.waitpid(pid, 0)
         msg = {"signal": os.WTERMSIG(status)} if os.WIFSIGNALED(status) else {"exit": os.waitstatus_to_exitcode(status)}
         try:

@@ -137,6 +137,18 @@ def test_concurrent_calls_each_get_their_own_output(wenv, tmp_path):
     assert outs[0] == _gdvision(["register", "--help"], dict(wenv, COLUMNS="40"), tmp_path, worker=False).stdout
 
 
+def test_a_burst_of_short_calls_leaves_the_worker_serving(wenv, tmp_path):
+    # a child's end and its client's hang-up often arrive in the same round of events (this once ended the worker)
+    before = _status(wenv)["calls_served"]
+    env = dict(wenv, GDVISION_WORKER="1")
+    cmd = [sys.executable, "-m", "gdvision", "--version"]
+    for _ in range(2):
+        procs = [subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE) for _ in range(8)]
+        assert all(p.communicate(timeout=120)[0].startswith(b"gdvision ") and p.returncode == 0 for p in procs)
+    st = _status(wenv)
+    assert st["running"] and st["calls_served"] == before + 16
+
+
 def _wait_running(env, n, timeout=60.0):
     deadline = time.monotonic() + timeout
     while _status(env)["calls_running"] != n:
