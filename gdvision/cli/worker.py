@@ -19,14 +19,16 @@ def _summary(action: str, info: dict) -> tuple[str, int]:
     if action == "stop":
         if info["stopped"]:
             return f"worker stopped: pid {info['pid']}", 0
-        return f"no worker stopped: {info.get('reason', 'it did not end in time')}", 0 if "reason" in info else 1
+        if "reason" in info:
+            return f"no worker stopped: {info['reason']}", 0
+        return f"worker stopping: pid {info['pid']} ends once its running calls finish", 0
     if info["running"]:
         line = (
             f"worker running: pid {info['pid']}, up {info['uptime_s']:g} s, {info['calls_served']} calls served, "
             f"{info['calls_running']} running, idle timeout {info['idle_timeout_s']:g} s, {info['folder']}"
         )
         return line, 0
-    return f"no worker running ({info.get('problem') or info['folder']})", 1
+    return f"no worker running ({info.get('problem') or info['folder']})", 0
 
 
 @handle_errors
@@ -50,8 +52,8 @@ def worker(
 
     While a worker runs, each gdvision call of this user (same Python, same gdvision, same start-up environment)
     runs in it, with the output and exit code of an in-process run; without one, calls run in-process as usual.
-    GDVISION_WORKER=0 keeps a call in-process; GDVISION_WORKER_DIR sets the worker's private folder. status exits 1
-    when no worker runs.
+    GDVISION_WORKER=0 keeps a call in-process; GDVISION_WORKER_DIR sets the worker's private folder. status exits 0
+    either way (with --json, "running" says whether one runs).
 
     Examples:
 

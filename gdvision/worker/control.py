@@ -111,7 +111,9 @@ def _kill_hung(folder: Path) -> None:
 
 
 def stop(folder: Path | None = None, timeout: float = 30.0) -> dict:
-    """Stop the worker (running calls finish first); ``{"stopped": bool, "pid": ...}``."""
+    """Stop the worker; ``{"stopped": bool, "pid": ...}``: False when running calls still hold it after ``timeout``
+    seconds (it has stopped accepting calls and ends after them), or (with ``reason``) when no worker runs.
+    """
     folder = Path(runtime_dir() if folder is None else folder)
     answer = ask(folder, "stop")
     if answer is None:
