@@ -38,5 +38,6 @@ def test_gpu_script_smoke_mode(tmp_path):
     assert edges["device"] == "cpu" and [row["batch"] for row in edges["library"]] == [1]
     assert edges["library"][0]["ms"]["gdvision"] > 0
     attack = doc["steps"]["attack"]["result"]
-    assert attack["config"]["device"] == "cpu" and attack["summary"]["match"]["steps_per_s_mean"] > 0
+    assert attack["config"]["device"] == "cpu"
+    assert any(s.get("steps_per_s_mean", 0) > 0 for s in attack["summary"].values())  # keys: mode (or pipeline/mode)
     assert [p.name for p in tmp_path.iterdir()] == ["gpu.json"]  # the scratch copy is gone
