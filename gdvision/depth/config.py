@@ -93,11 +93,11 @@ class DepthConfig:
         sgm_p1, sgm_p2: semi-global aggregation of the sweep's cost volume
             (:func:`gdvision.depth.aggregate.sgm_aggregate`): penalty of a one-plane step and of a larger jump,
             in photometric-cost units; ``sgm_p1=None`` = plain winner-take-all.
-        final_fill: after the last level, pixels that are occluded or out of frame in every source at their
-            depth (:func:`occluded_mask`), or that some depth of the range puts out of every source's frame
-            (:func:`fully_visible_mask`; the border band) and whose cost exceeds ``max(final_fill x median
-            cost, final_fill_floor)``, take the farther of the nearest reliable inverse depths to their left
-            and right (:func:`fill_rows_background`); ``None`` = no final fill.
+        final_fill: after the last level, a pixel is matched when its sweep cost is at most ``max(final_fill x
+            median cost, final_fill_floor)``; pixels hidden or out of frame in every source at their depth
+            (:func:`occluded_mask`), and badly matched pixels that the fill value puts out of every source's
+            frame, take the farther of the nearest reliable inverse depths both ways along their epipolar line
+            (:func:`gdvision.depth.fill.fill_occluded`; the row rule on a rectified pair); ``None`` = no fill.
         final_fill_floor: absolute photometric cost below which no pixel counts as badly matched (a clean
             image pair can have a tiny median cost; 0.05 is roughly SSIM 0.9).
         confidence_scale: photometric cost at which the confidence is ``1/e``.

@@ -392,21 +392,20 @@ def fully_visible_mask(problem: DepthProblem, level: int = 0) -> torch.Tensor:
     return full & (L.ref_mask > 0)
 
 
-def visible_mask(problem: DepthProblem, level: int = 0) -> torch.Tensor:
-    """(1, 1, H, W) bool: reference pixels that some source view sees at some depth in the range.
-
-    As the inverse depth runs over ``[w_min, w_max]`` a reference pixel's image in a source view runs
-    along a segment of its epipolar line; the pixel is visible when that segment (clipped to the part in
-    front of the camera) meets the source's image area ``[-0.5, w - 0.5] x [-0.5, h - 0.5]`` (Liang-Barsky).
-    """
+def _segment_meets_a_source(problem: DepthProblem, level: int, y0: int, y1: int) -> torch.Tensor:
+    """(y1 - y0, W) bool: rows ``y0:y1`` of :func:`visible_mask` (before the reference mask)."""
     L = problem.lv[level]
-    h, w = L.ref.shape[-2:]
-    seen = torch.zeros(1, 1, h, w, dtype=torch.bool, device=L.ref.device)
-    grid = pixel_grid(h, w, device=L.ref.device, dtype=torch.float64)
-    ph = torch.cat([grid, torch.ones_like(grid[..., :1])], dim=-1)
+    w = L.ref.shape[-1]
+    dev = L.ref.device
+    ys, xs = torch.meshgrid(
+        torch.arange(y0, y1, device=dev, dtype=torch.float64), torch.arange(w, device=dev, dtype=torch.float64),
+        indexing="ij",
+    )  # fmt: skip
+    ph = torch.stack([xs, ys, torch.ones_like(xs)], dim=-1)
+    seen = torch.zeros(y1 - y0, w, dtype=torch.bool, device=dev)
     for src, A, b in zip(L.srcs, L.A, L.b, strict=True):
         hs, ws = src.shape[-2:]
-        q0 = ph @ A[0].to(torch.float64).T + problem.w_min * b[0].to(torch.float64)  # (H,W,3) at w_min
+        q0 = ph @ A[0].to(torch.float64).T + problem.w_min * b[0].to(torch.float64)  # (h, W, 3) at w_min
         q1 = ph @ A[0].to(torch.float64).T + problem.w_max * b[0].to(torch.float64)
         # keep the part with z > eps: z is linear in w
         eps = 1e-9
@@ -427,7 +426,24 @@ def visible_mask(problem: DepthProblem, level: int = 0) -> torch.Tensor:
                 r = qq / torch.where(par, torch.ones_like(pp), pp)
                 t0 = torch.where(~par & (pp < 0), torch.maximum(t0, r), t0)
                 t1 = torch.where(~par & (pp > 0), torch.minimum(t1, r), t1)
-        seen |= (ok & (t0 <= t1 + 1e-9))[None, None]
+        seen |= ok & (t0 <= t1 + 1e-9)
+    return seen
+
+
+def visible_mask(problem: DepthProblem, level: int = 0) -> torch.Tensor:
+    """(1, 1, H, W) bool: reference pixels that some source view sees at some depth in the range.
+
+    As the inverse depth runs over ``[w_min, w_max]`` a reference pixel's image in a source view runs
+    along a segment of its epipolar line; the pixel is visible when that segment (clipped to the part in
+    front of the camera) meets the source's image area ``[-0.5, w - 0.5] x [-0.5, h - 0.5]`` (Liang-Barsky).
+    """
+    L = problem.lv[level]
+    h, w = L.ref.shape[-2:]
+    seen = torch.zeros(1, 1, h, w, dtype=torch.bool, device=L.ref.device)
+    rows = max(1, (1 << 20) // w)  # row chunks of about a megapixel: the float64 temporaries stay small
+    for y0 in range(0, h, rows):
+        y1 = min(h, y0 + rows)
+        seen[0, 0, y0:y1] = _segment_meets_a_source(problem, level, y0, y1)
     return seen & (L.ref_mask > 0)
 
 

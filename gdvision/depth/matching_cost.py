@@ -62,7 +62,7 @@ class SweepCost:
         self.ref = g
         self.mu = box_mean(g, radius)
         self.var = box_mean(g * g, radius) - self.mu * self.mu
-        self.srcs = [s.mean(1, keepdim=True) for s in level.srcs]
+        self.srcs = level.grey_sources()
 
     def view_cost(self, warped: torch.Tensor) -> torch.Tensor:
         """(N, 1, H, W) cost of grey samples ``warped`` (N, 1, H, W) against the reference."""

@@ -73,6 +73,13 @@ class Level:
     A: list[torch.Tensor]  # (1,3,3)
     b: list[torch.Tensor]  # (1,3)
     stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None  # SSIM statistics of ref
+    gray_srcs: list[torch.Tensor] | None = None  # the sources' channel means (the sweeps' cost), made once
+
+    def grey_sources(self) -> list[torch.Tensor]:
+        """The source images' channel means (1, 1, h, w), computed once and shared with the level's strips."""
+        if self.gray_srcs is None:
+            self.gray_srcs = [s.mean(1, keepdim=True) for s in self.srcs]
+        return self.gray_srcs
 
     def rows(self, y0: int, y1: int) -> Level:
         """The level restricted to reference rows ``y0:y1`` (a strip): the projections shift with the crop.
@@ -91,6 +98,7 @@ class Level:
             self.src_masks,
             [A @ shift for A in self.A],
             self.b,
+            gray_srcs=self.grey_sources(),
         )
 
 

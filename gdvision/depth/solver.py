@@ -30,8 +30,7 @@ import torch
 
 from gdvision.depth.cameras import auto_depth_range, check_views
 from gdvision.depth.config import DepthConfig, DepthResult, View
-from gdvision.depth.fill import fill_rows_background, fully_visible_mask, occluded_mask, visible_mask
-from gdvision.depth.matching_cost import SweepCost
+from gdvision.depth.fill import fill_occluded, occluded_mask, visible_mask
 from gdvision.depth.problem import UNSEEN, DepthProblem, build_levels
 from gdvision.depth.sweep import band_sweep, plane_sweep
 from gdvision.errors import UsageError
@@ -159,19 +158,41 @@ def _adam(problem: DepthProblem, cfg: DepthConfig, theta0: torch.Tensor, first: 
     return res.params, [{"level": r.level, "iterations": r.iterations, "loss": r.loss[0]} for r in res.levels]
 
 
+def _cost_by_rows(problem: DepthProblem, cfg: DepthConfig, w: torch.Tensor) -> torch.Tensor:
+    """(1, 1, H, W) photometric cost (:meth:`DepthProblem.cost`: colour SSIM + absolute difference, minimum over
+    the seeing views; :data:`UNSEEN` where none sees the pixel) of the level-0 map ``w`` (1, 1, H, W), computed in
+    strips of ``band_max_pixels`` so the memory stays bounded.
+
+    The fill's test of a good match uses this cost, not the sweeps' grey box SSIM: measured on the converging
+    scene of ``tests/depth/test_converging.py``, AbsRel 0.19 with it vs 0.28 with the sweep cost.
+    """
+    L = problem.lv[0]
+    h, wd = w.shape[-2:]
+    rows = max(1, cfg.band_max_pixels // wd)
+    r = cfg.ssim_window // 2
+    out = []
+    for y0 in range(0, h, rows):
+        a, b = max(0, y0 - r), min(h, y0 + rows + r)  # the SSIM window's margin
+        strip = DepthProblem([L.rows(a, b)], problem.w_min, problem.w_max, cfg)
+        c, seen = strip.cost(0, w[..., a:b, :])
+        c = torch.where(seen > 0, c, torch.full_like(c, UNSEEN))
+        out.append(c[..., y0 - a : y0 - a + min(rows, h - y0), :])
+    return torch.cat(out, -2)
+
+
 def _finish(problem: DepthProblem, cfg: DepthConfig, theta: torch.Tensor) -> tuple[torch.Tensor, ...]:
     """(depth, inv_depth, confidence, cost), each (1, 1, H, W), after the final fill."""
     with torch.no_grad():
         wfin = problem.inv_depth(theta)
-        match = SweepCost(problem.lv[0], cfg.cost_radius)
-        cost = match(wfin)[:, None]
+        cost = _cost_by_rows(problem, cfg, wfin)
         if cfg.final_fill is not None:
-            good = ~occluded_mask(problem, 0, wfin) & (cost < UNSEEN)
-            if bool(good.any()):
-                thr = max(cfg.final_fill * float(cost[good].median()), cfg.final_fill_floor)
-                good &= (cost <= thr) | fully_visible_mask(problem, 0)
-            wfin = fill_rows_background(wfin, good)
-            cost = match(wfin)[:, None]
+            visible = ~occluded_mask(problem, 0, wfin) & (cost < UNSEEN)
+            matched = cost < UNSEEN
+            if bool(visible.any()):
+                thr = max(cfg.final_fill * float(cost[visible].median()), cfg.final_fill_floor)
+                matched &= cost <= thr
+            wfin = fill_occluded(problem, 0, wfin, matched)
+            cost = _cost_by_rows(problem, cfg, wfin)
         seen_now = (cost < UNSEEN).to(cost.dtype)
         known = visible_mask(problem, 0)
         depth = torch.where(known, 1.0 / wfin, torch.full_like(wfin, float("nan")))

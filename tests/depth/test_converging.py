@@ -140,7 +140,6 @@ def test_converging_pair_gets_the_target_and_its_stripes_right(scene, solved) ->
     assert (rel[sid == 1] < 0.05).mean() >= 0.9  # the periodic patch does not take an aliased depth
 
 
-@pytest.mark.xfail(strict=True, reason="fill not wired yet: solver._finish still calls fill_rows_background")
 def test_converging_pair_fill_follows_the_cameras(scene, solved) -> None:
     gt = scene["ref"][1]
     unfilled = estimate_depth(
