@@ -43,10 +43,11 @@ from gdvision.attack import (  # noqa: E402
     attack_pair,
     evaluate_gdvision,
     evaluate_opencv,
-    match_config_for,
     perturbation_stats,
+    search_budget,
     success,
 )
+from gdvision.attack.targets import TARGETS, target_features  # noqa: E402
 from gdvision.features import MatchConfig  # noqa: E402
 from gdvision.io.images import read_image, write_png  # noqa: E402
 
@@ -75,8 +76,10 @@ def build_pairs(n: int, size: tuple[int, int]) -> tuple[list[dict], list[dict]]:
 
 
 def evaluate(xa: torch.Tensor, xb: torch.Tensor, H: torch.Tensor, cfg: AttackConfig, mode: str) -> dict:
+    """Every target's matcher (white-box for the attacked ones, transfer for the others) and OpenCV SIFT."""
     rec: dict = {}
-    for key, mc in (("gdvision", match_config_for(cfg)), ("gdvision_default", MatchConfig())):
+    for key in TARGETS:
+        mc = MatchConfig(features=target_features(key), ransac_threshold=cfg.ransac_threshold)
         r, _ = evaluate_gdvision(xa, xb, H, mc)
         r["success"] = success(r, mode)
         rec[key] = r
@@ -99,21 +102,39 @@ def run_one(pair: dict, cfg: AttackConfig, folder: Path, device: str = "cpu") ->
                 flush=True,
             )
 
-    res = attack_pair(a0.to(device), b0.to(device), H, cfg, progress=show)
+    c0 = time.process_time()
+    search = None
+    if cfg.eps_auto:
+        found = search_budget(a0.to(device), b0.to(device), H, cfg, progress=show)
+        res = found.result or found.last
+        if found.level == 0:
+            res = attack_pair(a0.to(device), b0.to(device), H, AttackConfig(mode=cfg.mode, steps=1, eps=1 / 255))
+            res.adv_a, res.adv_b, res.iterations = a0, b0, 0
+        search = {"eps_star_255": found.level, "rungs": found.rungs, "steps": found.steps}
+        steps = found.steps
+    else:
+        res = attack_pair(a0.to(device), b0.to(device), H, cfg, progress=show)
+        steps = res.iterations
     adv_a, adv_b = res.adv_a.cpu(), res.adv_b.cpu()
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     folder.mkdir(parents=True, exist_ok=True)
-    pa = write_png(folder / f"{pair['name']}_{cfg.mode}_a_adv.png", adv_a)
-    pb = write_png(folder / f"{pair['name']}_{cfg.mode}_b_adv.png", adv_b)
+    stem = f"{pair['name']}_{cfg.mode}_{cfg.target.replace(',', '+')}"
+    pa = write_png(folder / f"{stem}_a_adv.png", adv_a)
+    pb = write_png(folder / f"{stem}_b_adv.png", adv_b)
     xa, xb = read_image(pa).tensor(), read_image(pb).tensor()  # evaluate what was saved
     assert torch.equal(xa, adv_a) and torch.equal(xb, adv_b)
     return {
         "pair": pair["name"],
         "mode": cfg.mode,
-        "eps_255": cfg.eps * 255,
+        "target": cfg.target,
+        "eps_255": cfg.eps * 255 if search is None else search["eps_star_255"],
+        "budget_search": search,
         "seconds": seconds,
-        "steps": res.iterations,
-        "steps_per_s": res.iterations / seconds,
+        "cpu_seconds": cpu,
+        "steps": steps,
+        "steps_per_s": steps / seconds,
+        "steps_per_cpu_s": steps / max(cpu, 1e-9),
         "stopped_early": res.stopped_early,
         "attack_counts": {"consistent": res.consistent, "near": res.near},
         "files": [str(pa.relative_to(ROOT.parent)), str(pb.relative_to(ROOT.parent))],
@@ -136,6 +157,33 @@ def reevaluate(rows: list[dict], pairs: dict[str, dict], cfg_of: dict[str, Attac
         row["before"] = evaluate(pair["a"], pair["b"], H, cfg, row["mode"])
         row["after"] = evaluate(xa, xb, H, cfg, row["mode"])
         row["reevaluated"] = True
+
+
+def summarize(rs: list[dict]) -> dict:
+    """Means over the rows of one (target, mode): seconds (wall and CPU) per attack, steps/s, PSNR, L-inf, success
+    counts before/after per evaluator, and eps* (budget search) with its median."""
+    s = {
+        "pairs": len(rs),
+        "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
+        "cpu_seconds_mean": float(np.mean([r.get("cpu_seconds", float("nan")) for r in rs])),
+        "steps_per_s_mean": float(np.mean([r.get("steps_per_s", float("nan")) for r in rs])),
+        "psnr_min_db": float(
+            min(min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"]) for r in rs)
+        ),
+        "linf_max_255": float(
+            max(max(r["perturbation"]["a"]["linf_255"], r["perturbation"]["b"]["linf_255"]) for r in rs)
+        ),
+    }
+    for key in (*TARGETS, "opencv"):
+        if key in rs[0]["after"]:
+            s[f"{key}_success_before"] = sum(bool(r["before"][key]["success"]) for r in rs)
+            s[f"{key}_success_after"] = sum(bool(r["after"][key]["success"]) for r in rs)
+    levels = [r["budget_search"]["eps_star_255"] for r in rs if r.get("budget_search")]
+    if levels:
+        s["eps_star_255"] = levels
+        ranked = sorted(v for v in levels if v is not None) + [None] * sum(v is None for v in levels)
+        s["eps_star_median_255"] = ranked[(len(ranked) - 1) // 2]
+    return s
 
 
 def _fmt(r: dict) -> str:
@@ -165,6 +213,17 @@ def main() -> None:
     ap.add_argument(
         "--no-focus", dest="focus", action="store_false", help="targeted: the paper's unweighted descriptor term"
     )
+    ap.add_argument(
+        "--targets",
+        nargs="+",
+        default=["gdvision"],
+        help="attacked target(s), one set of rows each (gdvision, hessian, or an ensemble like gdvision,hessian)",
+    )
+    ap.add_argument(
+        "--eps-auto", action="store_true", help="untargeted: eps* by the budget search (up to --eps-max) per true pair"
+    )
+    ap.add_argument("--eps-max", type=int, default=16, help="--eps-auto: the largest budget in 8-bit levels")
+    ap.add_argument("--n", type=int, default=None, help="pairs of each kind (default 5, quick 1)")
     ap.add_argument("--tag", default="", help="suffix of the result file name")
     ap.add_argument("--eval-only", type=Path, default=None, help="re-evaluate the saved PNGs of this result JSON")
     ap.add_argument("--threads", type=int, default=2, help="torch / OpenCV threads (default 2)")
@@ -185,6 +244,7 @@ def main() -> None:
     except ImportError:
         pass
     n, size = (1, (160, 120)) if args.quick else (5, (320, 240))
+    n = args.n or n
     steps = args.steps or (10 if args.quick else 600)
     steps_un = args.steps_unmatch or (10 if args.quick else 300)
     unrelated, true = build_pairs(n, size)
@@ -195,7 +255,12 @@ def main() -> None:
         rows = old["rows"]
         by_name = {p["name"]: p for p in unrelated + true}
         reevaluate(rows, by_name, {m: AttackConfig(mode=m) for m in ("match", "unmatch")})
-    for mode, pairs, eps in (("match", unrelated, 8 / 255), ("unmatch", true, args.eps_unmatch / 255)):
+    runs = [
+        (target, mode, pairs, eps)
+        for target in args.targets
+        for mode, pairs, eps in (("match", unrelated, 8 / 255), ("unmatch", true, args.eps_unmatch / 255))
+    ]
+    for target, mode, pairs, eps in runs:
         if (args.only is not None and mode != args.only) or old is not None:
             continue
         lr = args.lr_match if mode == "match" else args.lr_unmatch
@@ -208,6 +273,9 @@ def main() -> None:
             focus=args.focus,
             loss=args.loss,
             stop_inliers=args.stop_inliers if mode == "match" else 0,
+            target=target,
+            eps_auto=args.eps_auto and mode == "unmatch",
+            eps_max=args.eps_max / 255,
         )
         for pair in pairs:
             row = run_one(pair, cfg, folder, args.device)
@@ -218,26 +286,11 @@ def main() -> None:
                 flush=True,
             )
     summary = {}
-    for mode in ("match", "unmatch"):
-        rs = [r for r in rows if r["mode"] == mode]
-        if not rs:
-            continue
-        s = {
-            "pairs": len(rs),
-            "seconds_mean": float(np.mean([r["seconds"] for r in rs])),
-            "steps_per_s_mean": float(np.mean([r.get("steps_per_s", float("nan")) for r in rs])),
-            "psnr_min_db": float(
-                min(min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"]) for r in rs)
-            ),
-            "linf_max_255": float(
-                max(max(r["perturbation"]["a"]["linf_255"], r["perturbation"]["b"]["linf_255"]) for r in rs)
-            ),
-        }
-        for key in ("gdvision", "gdvision_default", "opencv"):
-            if key in rs[0]["after"]:
-                s[f"{key}_success_before"] = sum(bool(r["before"][key]["success"]) for r in rs)
-                s[f"{key}_success_after"] = sum(bool(r["after"][key]["success"]) for r in rs)
-        summary[mode] = s
+    for target in dict.fromkeys(r.get("target", "gdvision") for r in rows):
+        for mode in ("match", "unmatch"):
+            rs = [r for r in rows if r["mode"] == mode and r.get("target", "gdvision") == target]
+            if rs:
+                summary[f"{target}/{mode}"] = summarize(rs)
     result = (
         old
         if old is not None
@@ -253,6 +306,9 @@ def main() -> None:
                 "lr": {"match": args.lr_match, "unmatch": args.lr_unmatch},
                 "focus": args.focus,
                 "quick": args.quick,
+                "targets": args.targets,
+                "eps_auto": args.eps_auto,
+                "eps_max_255": args.eps_max,
                 "device": args.device,
             },
             "summary": summary,
@@ -267,18 +323,19 @@ def main() -> None:
     (OUT / name).write_text(json.dumps(result, indent=2, default=str))
     print()
     hdr = "inliers / corner err (px), before -> after"
-    cols_hdr = f"{'gdvision (white-box)':<32} {'gdvision default':<32} OpenCV SIFT"
+    cols_hdr = "  ".join(f"{k:<32}" for k in TARGETS) + " OpenCV SIFT"
     print(f"{'pair':<11} {'mode':<8} {'sec':>6} {'steps':>5} {'PSNR':>6} {'Linf':>4}  {cols_hdr}")
     print(f"{'':<46} {hdr}")
     for r in rows:
         psnr = min(r["perturbation"]["a"]["psnr_db"], r["perturbation"]["b"]["psnr_db"])
         linf = max(r["perturbation"]["a"]["linf_255"], r["perturbation"]["b"]["linf_255"])
         cols = []
-        for key in ("gdvision", "gdvision_default", "opencv"):
+        for key in (*TARGETS, "opencv"):
             if key in r["after"]:
                 ok = " ok" if r["after"][key]["success"] else "   "
                 cols.append(f"{_fmt(r['before'][key])} -> {_fmt(r['after'][key])}{ok}")
-        head = f"{r['pair']:<11} {r['mode']:<8} {r['seconds']:6.1f} {r.get('steps', 0):>5} {psnr:6.2f} {linf:4.1f}  "
+        kind = r["mode"][:2] + "/" + r.get("target", "gdvision")[:5]
+        head = f"{r['pair']:<11} {kind:<8} {r['seconds']:6.1f} {r.get('steps', 0):>5} {psnr:6.2f} {linf:4.1f}  "
         print(head + "  ".join(cols))
     print()
     for mode, s in summary.items():

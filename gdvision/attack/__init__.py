@@ -29,6 +29,7 @@ __getattr__, __dir__, _LAZY = lazy_exports(
     __name__,
     {
         "solver": ("AttackProgress", "AttackResult", "attack_pair"),
+        "search": ("BudgetSearch", "search_budget"),
         "budget": ("apply_perturbation", "bounded_perturbation", "perturbation_stats", "quantize_within_budget"),
         "losses": ("attack_loss", "ratio_targeted_loss", "ratio_untargeted_loss", "targeted_loss", "untargeted_loss"),
         "evaluation": (
@@ -39,7 +40,9 @@ __getattr__, __dir__, _LAZY = lazy_exports(
             "evaluate_attack",
             "evaluate_gdvision",
             "evaluate_opencv",
+            "judge_members",
             "match_config_for",
+            "match_configs_for",
             "match_counts",
             "ransac_failures",
             "success",

@@ -18,9 +18,10 @@ Example:
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 
 from gdvision._checks import check_choice, check_number
+from gdvision.attack.targets import TARGETS, parse_targets, target_features
 from gdvision.errors import UsageError
 from gdvision.features.config import FeatureConfig
 
@@ -36,16 +37,22 @@ DEFAULT_INIT = {"match": "texture", "unmatch": "zero"}
 
 
 def default_attack_features() -> FeatureConfig:
-    """The features attacked (and evaluated, white-box) by default: the top 2500 Hessian keypoints, SIFT descriptors.
-
-    As in the Kornia paper's experiment the top-K responses are kept with no contrast threshold (0), and without
-    the doubled first octave (4x cheaper per step). ``gdvision match --detector hessian --max-features 2500
-    --no-upsample --contrast-threshold 0`` runs the same pipeline.
+    """The features of the ``hessian`` target (the Kornia paper's experiment): the top 2500 Hessian keypoints, SIFT
+    descriptors, no contrast threshold, no doubled first octave (see :mod:`gdvision.attack.targets`).
 
     >>> default_attack_features().detector
     'hessian'
     """
-    return FeatureConfig(detector="hessian", max_features=2500, double_first=False, contrast_threshold=0.0)
+    return target_features("hessian")
+
+
+def _check_level_budget(value: float, name: str) -> None:
+    """UsageError unless ``value`` is a whole number of 8-bit levels in [1/255, 1]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or not 1.0 / 255.0 - 1e-9 <= value <= 1.0 + 1e-9:
+        raise UsageError(f"{name} must be in [1/255, 1] (8-bit levels, e.g. 16/255), got {value}")
+    if abs(value * 255.0 - round(value * 255.0)) > 1e-6:
+        raise UsageError(f"{name} must be a whole number of 8-bit levels (k/255), got {value * 255:.4g}/255")
 
 
 @dataclass
@@ -63,7 +70,18 @@ class AttackConfig:
         alpha: weight of the descriptor term; beta: weight of the pixel-change term (mean squared change).
         radius: ``match``: correspondence radius in pixels (distance to ``H(p)``; the paper loss adds scale).
         margin: margin of the descriptor hinges (descriptor distance units, descriptors have norm 1).
-        features: the attacked detector/descriptor (default :func:`default_attack_features`).
+        target: the attacked pipeline(s) (:mod:`gdvision.attack.targets`): ``gdvision`` (``gdvision match`` with its
+            defaults), ``hessian``, or a comma-separated ensemble (losses summed).
+        features: an explicit detector/descriptor for a single target (replaces the target's own; None = the
+            target's, see :meth:`members`).
+        eps_auto: search the smallest budget (whole 8-bit levels up to ``eps_max``) that breaks the pair
+            (``unmatch``) or reaches success (``match``): :func:`gdvision.attack.search.search_budget`; ``eps`` is
+            then unused.
+        eps_max: the largest budget ``eps_auto`` tries (16/255).
+        stop_on_success: every ``stop_check_every`` steps, judge the best 8-bit pixels so far by the success rule
+            under every attacked target (RANSAC seed 0, :func:`gdvision.attack.evaluation.judge_members`) and stop
+            once they succeed (False: run every step, e.g. to gain a margin for transfer).
+        stop_check_every: how often (steps) the stop check (``stop_on_success``, the budget search) looks.
         eval_every: count the ratio-test matches consistent with H (within ``ransac_threshold``) every this many
             steps for the progress report (0 = never; cheap, the features are already computed).
         ransac_threshold: RANSAC inlier threshold (px) of the evaluation.
@@ -102,7 +120,12 @@ class AttackConfig:
     beta: float = 1.0
     radius: float = 4.0
     margin: float = 0.05
-    features: FeatureConfig = field(default_factory=default_attack_features)
+    target: str = "gdvision"
+    features: FeatureConfig | None = None
+    eps_auto: bool = False
+    eps_max: float = 16.0 / 255.0
+    stop_on_success: bool = True
+    stop_check_every: int = 10
     eval_every: int = 10
     ransac_threshold: float = 3.0
     init: str | None = None
@@ -126,9 +149,25 @@ class AttackConfig:
         init = DEFAULT_INIT.get(self.mode, DEFAULT_INIT["match"]) if self.init is None else self.init
         return replace(self, lr=lr, init=init)
 
+    def members(self) -> list[tuple[str, FeatureConfig]]:
+        """The attacked pipelines as ``(name, features)``: one per target, or ``("custom", features)``.
+
+        >>> [n for n, _ in AttackConfig(target="gdvision,hessian").members()]
+        ['gdvision', 'hessian']
+        """
+        names = parse_targets(self.target)
+        if self.features is not None:
+            if len(names) > 1:
+                raise UsageError("features: an explicit FeatureConfig replaces a single target, not an ensemble")
+            return [("custom", self.features)]
+        return [(n, target_features(n)) for n in names]
+
     def validate(self) -> None:
         """UsageError naming the first field that cannot work."""
         check_choice(self.mode, "mode", MODES)
+        parse_targets(self.target)
+        _check_level_budget(self.eps_max, "eps_max")
+        check_number(self.stop_check_every, "stop_check_every", low=1, integer=True)
         check_choice(self.perturb, "perturb", PERTURB)
         eps = self.eps
         if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or not 0 < eps <= 1:
@@ -150,10 +189,12 @@ class AttackConfig:
             check_choice(self.init, "init", INITS)
         check_number(self.eval_every, "eval_every", low=0, integer=True)
         check_number(self.ransac_threshold, "ransac_threshold", low=0, low_open=True, high=1000)
-        self.features.validate()
+        for _, feats in self.members():
+            feats.validate()
 
 
 __all__ = [
+    "TARGETS",
     "DEFAULT_INIT",
     "DEFAULT_LR",
     "INITS",

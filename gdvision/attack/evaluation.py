@@ -36,12 +36,13 @@ FAIL_ERROR_PX = 20.0
 
 
 def match_config_for(config: AttackConfig, seed: int = 0) -> MatchConfig:
-    """The white-box evaluation matcher of an attack: its features, ratio test 0.8, RANSAC (seeded).
+    """The white-box evaluation matcher of an attack's first target: its features, ratio test 0.8, RANSAC (seeded).
+    For the ``gdvision`` target this is ``MatchConfig()`` itself: ``gdvision match`` with its defaults.
 
     >>> match_config_for(AttackConfig(), seed=3).seed
     3
     """
-    return MatchConfig(features=config.features, ransac_threshold=config.ransac_threshold, seed=seed)
+    return match_configs_for(config, seed)[0][1]
 
 
 def match_counts(
@@ -200,6 +201,43 @@ def evaluate_opencv(a: torch.Tensor, b: torch.Tensor, H: torch.Tensor, threshold
     return rec
 
 
+def judge_members(
+    xa: torch.Tensor, xb: torch.Tensor, H: torch.Tensor, config: AttackConfig, seed: int = 0
+) -> tuple[bool, dict[str, dict[str, Any]]]:
+    """Whether 8-bit pixels ``xa``, ``xb`` fool every attacked target (the success rule, RANSAC seeded ``seed``),
+    and each target's record (:func:`evaluate_gdvision` plus ``success``). ``H``: (3, 3) A -> B."""
+    recs = {}
+    for name, mc in match_configs_for(config, seed):
+        rec, _ = evaluate_gdvision(xa, xb, H, mc)
+        rec["success"] = success(rec, config.mode)
+        recs[name] = rec
+    return all(r["success"] for r in recs.values()), recs
+
+
+def match_configs_for(config: AttackConfig, seed: int = 0) -> list[tuple[str, MatchConfig]]:
+    """The white-box matcher of each attacked target, ``(name, MatchConfig)`` (see :func:`match_config_for`).
+
+    >>> [n for n, _ in match_configs_for(AttackConfig(target="gdvision,hessian"))]
+    ['gdvision', 'hessian']
+    """
+    return [
+        (name, MatchConfig(features=f, ransac_threshold=config.ransac_threshold, seed=seed))
+        for name, f in config.members()
+    ]
+
+
+def _features_record(config: AttackConfig) -> dict[str, Any]:
+    return {
+        name: {
+            "detector": f.detector,
+            "max_features": f.max_features,
+            "upsample": f.double_first,
+            "contrast_threshold": f.contrast_threshold,
+        }
+        for name, f in config.members()
+    }
+
+
 def evaluate_attack(
     a0: torch.Tensor,
     b0: torch.Tensor,
@@ -209,23 +247,34 @@ def evaluate_attack(
     opencv: bool = True,
     seed: int = 0,
 ) -> tuple[dict[str, Any], list[Any]]:
-    """The report of an attack, and gdvision's match results before and after (for the match picture).
+    """The report of an attack, and the first target's match results before and after (for the match picture).
 
     Everything is measured on the quantised images ``result.adv_a`` / ``adv_b`` (an
     :class:`~gdvision.attack.solver.AttackResult`) against the originals ``a0``, ``b0`` (1, C, H, W): per-image
-    L-inf / L2 / PSNR, and before/after records of gdvision's matcher (white-box, :func:`match_config_for`) and,
-    when ``opencv`` and OpenCV is importable, of OpenCV SIFT (transfer), each with its ``success`` flag (see
-    :func:`success`). ``H``: the target (``match``, None = identity) or true homography.
+    L-inf / L2 / PSNR, and before/after records (each with its ``success`` flag, see :func:`success`) of every
+    target of :data:`gdvision.attack.targets.TARGETS` (``targets``: the attacked ones white-box, the others as
+    transfer) and, when ``opencv`` and OpenCV is importable, of OpenCV SIFT + ratio 0.8 + RANSAC (transfer).
+    ``gdvision_before`` / ``gdvision_after`` are the first attacked target's records; ``success``: every attacked
+    target succeeded. ``H``: the target (``match``, None = identity) or true homography.
 
-    Returns ``(report, [before, after])``: the :class:`~gdvision.features.MatchResult` of gdvision's matcher on
-    the clean and on the perturbed pair (None where RANSAC found no model); see
+    Returns ``(report, [before, after])``: the :class:`~gdvision.features.MatchResult` of the first target's
+    matcher on the clean and on the perturbed pair (None where RANSAC found no model); see
     :func:`gdvision.viz.before_after_matches` for the picture.
     """
+    from gdvision.attack.targets import TARGETS, target_features
+
     cfg = config.resolved()
     Ht = torch.eye(3, dtype=torch.float64) if H is None else torch.as_tensor(H, dtype=torch.float64)
-    mc = match_config_for(cfg, seed)
+    attacked = match_configs_for(cfg, seed)
+    names = [n for n, _ in attacked]
+    others = [
+        (n, MatchConfig(features=target_features(n), ransac_threshold=cfg.ransac_threshold, seed=seed))
+        for n in TARGETS
+        if n not in names
+    ]
     report: dict[str, Any] = {
         "mode": cfg.mode,
+        "target": names,
         "eps": cfg.eps,
         "eps_255": cfg.eps * 255.0,
         "steps": result.iterations,
@@ -236,12 +285,7 @@ def evaluate_attack(
         "init": cfg.init,
         "homography": Ht.tolist(),
         "homography_role": "target A -> B" if cfg.mode == "match" else "true A -> B",
-        "features": {
-            "detector": cfg.features.detector,
-            "max_features": cfg.features.max_features,
-            "upsample": cfg.features.double_first,
-            "contrast_threshold": cfg.features.contrast_threshold,
-        },
+        "features": _features_record(cfg),
         "seconds": result.seconds,
         "loss_first": result.losses[0] if result.losses else None,
         "loss_last": result.losses[-1] if result.losses else None,
@@ -250,14 +294,22 @@ def evaluate_attack(
             "b": perturbation_stats(result.adv_b, b0),
         },
         "evaluated_on": "8-bit quantised images (the saved PNGs)",
+        "targets": {},
     }
     matches = []
-    for when, (xa, xb) in (("before", (a0, b0)), ("after", (result.adv_a, result.adv_b))):
-        rec, res = evaluate_gdvision(xa, xb, Ht, mc)
-        rec["success"] = success(rec, cfg.mode)
-        report[f"gdvision_{when}"] = rec
-        matches.append(res)
-        if opencv:
+    for name, mc in attacked + others:
+        entry: dict[str, Any] = {"attacked": name in names}
+        for when, (xa, xb) in (("before", (a0, b0)), ("after", (result.adv_a, result.adv_b))):
+            rec, res = evaluate_gdvision(xa, xb, Ht, mc)
+            rec["success"] = success(rec, cfg.mode)
+            entry[when] = rec
+            if name == names[0]:
+                report[f"gdvision_{when}"] = rec
+                matches.append(res)
+        report["targets"][name] = entry
+    report["success"] = all(report["targets"][n]["after"]["success"] for n in names)
+    if opencv:
+        for when, (xa, xb) in (("before", (a0, b0)), ("after", (result.adv_a, result.adv_b))):
             cv = evaluate_opencv(xa, xb, Ht, cfg.ransac_threshold)
             if cv is not None:
                 cv["success"] = success(cv, cfg.mode)
@@ -275,7 +327,9 @@ __all__ = [
     "evaluate_attack",
     "evaluate_gdvision",
     "evaluate_opencv",
+    "judge_members",
     "match_config_for",
+    "match_configs_for",
     "match_counts",
     "ransac_failures",
     "success",

@@ -89,8 +89,10 @@ def run_attack(
 
     ``target_h`` (match) / ``true_h`` (unmatch): JSON homographies A -> B in pixels; by default identity (match,
     equal sizes only) or what gdvision ``match`` finds on the clean pair (unmatch). ``mask`` / ``mask_b``: where the
-    perturbation may be nonzero (``mask`` for both images unless ``mask_b``). ``report["gdvision_after"]["success"]``
-    says whether the attack succeeded.
+    perturbation may be nonzero (``mask`` for both images unless ``mask_b``). ``report["success"]`` says whether
+    the attack succeeded under every attacked target. With ``cfg.eps_auto`` the budget search runs
+    (:func:`gdvision.attack.search_budget`): the images at eps* (at eps-max when unbroken) are saved and evaluated,
+    and ``report["budget_search"]`` holds eps*, the rungs tried and their times.
     """
     inputs = [a, b, target_h, true_h, mask, mask_b]
     _check_inputs(inputs)
@@ -142,8 +144,15 @@ def run_attack(
 
     ma = load_mask(mask, "A", img_a) if cfg.perturb in ("a", "both") else None
     mb = load_mask(mask_b if mask_b is not None else mask, "B", img_b) if cfg.perturb in ("b", "both") else None
-    result = attack_pair(ta, tb, H, cfg, ma, mb, progress)
+    search = None
+    if cfg.eps_auto:
+        result, cfg, search = _search(ta, tb, H, cfg, ma, mb, progress)
+    else:
+        result = attack_pair(ta, tb, H, cfg, ma, mb, progress)
     report, (before, after) = evaluate_attack(ta, tb, result, H, cfg, opencv=opencv, seed=0 if seed is None else seed)
+    if search is not None:
+        report["budget_search"] = search
+        report["seconds"] = search["seconds"]
     files: dict[str, str] = {}
     for key in ("a", "b"):
         if f"adv_{key}" in dest:
@@ -165,6 +174,93 @@ def run_attack(
     return report
 
 
+def _search(ta: Any, tb: Any, H: Any, cfg: AttackConfig, ma: Any, mb: Any, progress: Any) -> tuple[Any, Any, dict]:
+    """``--eps auto``: the budget search; returns the attack to save (at eps*, or at eps-max when unbroken), the
+    config at that budget and the report's ``budget_search`` record."""
+    from dataclasses import replace
+
+    from gdvision.attack import AttackResult, search_budget
+
+    found = search_budget(ta, tb, H, cfg, ma, mb, progress)
+    top = int(round(cfg.eps_max * 255))
+    level = found.level
+    if level == 0:  # the clean pair is already broken (unmatch) / matched: nothing to change
+        result = AttackResult(ta, tb, ta * 0, tb * 0, [], 0, 0.0)
+    else:
+        result = found.result if found.result is not None else found.last
+    rec = {
+        "eps_star_255": level,
+        "eps_max_255": top,
+        "verdict": f"eps* = {level}/255" if level is not None else f"unbroken at eps-max {top}/255",
+        "rungs": found.rungs,
+        "steps": found.steps,
+        "seconds": found.seconds,
+        "images_at": "eps*" if level is not None else "eps-max",
+    }
+    return result, replace(cfg, eps=(top if level is None else max(level, 1)) / 255.0, eps_auto=False), rec
+
+
+def robustness_curve(levels: dict[str, int | None], top: int) -> dict[str, Any]:
+    """The robustness curve of a run: the fraction of pairs broken at or below each budget 0..``top`` (8-bit levels).
+
+    ``levels``: eps* in levels per pair id (None: unbroken at ``top``).
+
+    >>> c = robustness_curve({"p1": 2, "p2": None, "p3": 0}, 4)
+    >>> c["fraction_broken"], c["median_eps_star_255"]
+    ([0.3333333333333333, 0.3333333333333333, 0.6666666666666666, 0.6666666666666666, 0.6666666666666666], 2)
+    """
+    n = max(len(levels), 1)
+    known = sorted(v for v in levels.values() if v is not None)
+    frac = [sum(v <= k for v in known) / n for k in range(top + 1)]
+    # the median over all pairs, an unbroken pair counting as above eps-max (None when half or more are unbroken)
+    ranked = known + [None] * (len(levels) - len(known))
+    median = ranked[(len(ranked) - 1) // 2] if ranked else None
+    return {
+        "eps_255": list(range(top + 1)),
+        "fraction_broken": frac,
+        "pairs": len(levels),
+        "eps_star_255": levels,
+        "median_eps_star_255": median,
+    }
+
+
+def write_robustness(out_dir: Path, dest_json: Path, dest_png: Path | None) -> dict[str, Any] | None:
+    """Gather eps* of every ``<out_dir>/<id>/report.json`` with a budget search, write the curve (JSON, and a plot
+    when ``dest_png`` and matplotlib is importable); None when no report has one."""
+    import json
+
+    from gdvision.io.images import write_json
+
+    levels: dict[str, int | None] = {}
+    top = 0
+    for rep_path in sorted(Path(out_dir).glob("*/report.json")):
+        rep = json.loads(rep_path.read_text())
+        bs = rep.get("budget_search")
+        if bs:
+            levels[rep_path.parent.name] = bs["eps_star_255"]
+            top = max(top, int(bs["eps_max_255"]))
+    if not levels:
+        return None
+    curve = robustness_curve(levels, top)
+    write_json(dest_json, curve)
+    if dest_png is not None:
+        try:
+            import matplotlib
+
+            matplotlib.use("Agg")
+            import matplotlib.pyplot as plt
+        except ImportError:
+            return curve
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        ax.step(curve["eps_255"], curve["fraction_broken"], where="post")
+        ax.set(xlabel="L-inf budget (8-bit levels)", ylabel="fraction of pairs broken", ylim=(0, 1.02))
+        ax.grid(alpha=0.3)
+        fig.tight_layout()
+        fig.savefig(dest_png, dpi=100)
+        plt.close(fig)
+    return curve
+
+
 def attack_metrics(report: dict[str, Any]) -> dict[str, float]:
     """The numbers of a report that a batch log keeps: success, inliers and corner error after, PSNR, L-inf.
 
@@ -173,7 +269,11 @@ def attack_metrics(report: dict[str, Any]) -> dict[str, float]:
     {'success': 1.0, 'inliers_after': 31.0, 'corner_error_after_px': 2.0}
     """
     after = report["gdvision_after"]
-    out: dict[str, float] = {"success": float(bool(after["success"])), "inliers_after": float(after["inliers"])}
+    ok = report.get("success", after["success"])
+    out: dict[str, float] = {"success": float(bool(ok)), "inliers_after": float(after["inliers"])}
+    bs = report.get("budget_search")
+    if bs:
+        out["eps_star_255"] = float(bs["eps_max_255"] + 1 if bs["eps_star_255"] is None else bs["eps_star_255"])
     if after.get("corner_error_px") is not None:
         out["corner_error_after_px"] = float(after["corner_error_px"])
     pert = [p for p in report["perturbation"].values() if p]
@@ -229,4 +329,12 @@ class AttackJob:
         return out
 
 
-__all__ = ["AttackJob", "attack_metrics", "output_files", "output_names", "run_attack"]
+__all__ = [
+    "AttackJob",
+    "attack_metrics",
+    "output_files",
+    "output_names",
+    "robustness_curve",
+    "run_attack",
+    "write_robustness",
+]

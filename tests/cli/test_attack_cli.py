@@ -188,7 +188,8 @@ def test_attack_manifest_logs_each_pair(pair, tmp_path) -> None:
 
 # A targeted attack that succeeds quickly for real: small crops of two different parts of a photo (no match before),
 # a large budget (32/255) from the texture start, one Adam step, the top 200 Hessian keypoints.
-SUCCEEDS = ["--eps", "32/255", "--steps", "1", "--max-features", "200", "--no-opencv", "--device", "cpu"]
+SUCCEEDS = ["--eps", "32/255", "--steps", "1", "--target", "hessian", "--max-features", "200", "--no-opencv"]
+SUCCEEDS += ["--device", "cpu"]
 
 
 @pytest.fixture(scope="module")
