@@ -240,10 +240,13 @@ def _rank_th(hits: torch.Tensor, w: torch.Tensor, rank: int) -> torch.Tensor:
     return torch.where(torch.isinf(best), w, best)
 
 
-def fill_occluded(problem: DepthProblem, level: int, w: torch.Tensor, matched: torch.Tensor) -> torch.Tensor:
+def fill_occluded(
+    problem: DepthProblem, level: int, w: torch.Tensor, matched: torch.Tensor, occluded: torch.Tensor | None = None
+) -> torch.Tensor:
     """The final occlusion fill of an inverse-depth map (B, 1, H, W) at ``level``, for any camera geometry.
 
-    ``matched`` (B, 1, H, W) bool: pixels whose photometric cost is acceptable. Donors are the matched pixels
+    ``matched`` (B, 1, H, W) bool: pixels whose photometric cost is acceptable; ``occluded``: the caller's
+    :func:`occluded_mask` of ``w``, if it has one (computed here otherwise). Donors are the matched pixels
     that some source sees at their depth (:func:`occluded_mask` False); the candidate of every other pixel is
     the farther of its nearest donors both ways along its epipolar line (:func:`fill_epipolar_background`: the
     image axis or diagonal closest to it; Middlebury's row rule on a rectified pair). It is taken by
@@ -270,7 +273,7 @@ def fill_occluded(problem: DepthProblem, level: int, w: torch.Tensor, matched: t
         >>> (fill_occluded(prob, 0, disp / 50, matched) * 50)[0, 0, 0, [0, 1, 15]].round().tolist()
         [2.0, 2.0, 11.0]
     """
-    occ = occluded_mask(problem, level, w)
+    occ = occluded_mask(problem, level, w) if occluded is None else occluded
     donors = matched & ~occ
     cand = fill_epipolar_background(problem, level, w, donors)
     # a bad match is explained by the frame only where the candidate (the background) leaves every source's

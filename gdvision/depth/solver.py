@@ -186,12 +186,13 @@ def _finish(problem: DepthProblem, cfg: DepthConfig, theta: torch.Tensor) -> tup
         wfin = problem.inv_depth(theta)
         cost = _cost_by_rows(problem, cfg, wfin)
         if cfg.final_fill is not None:
-            visible = ~occluded_mask(problem, 0, wfin) & (cost < UNSEEN)
+            occluded = occluded_mask(problem, 0, wfin)
+            visible = ~occluded & (cost < UNSEEN)
             matched = cost < UNSEEN
             if bool(visible.any()):
                 thr = max(cfg.final_fill * float(cost[visible].median()), cfg.final_fill_floor)
                 matched &= cost <= thr
-            wfin = fill_occluded(problem, 0, wfin, matched)
+            wfin = fill_occluded(problem, 0, wfin, matched, occluded)
             cost = _cost_by_rows(problem, cfg, wfin)
         seen_now = (cost < UNSEEN).to(cost.dtype)
         known = visible_mask(problem, 0)
