@@ -18,6 +18,17 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "sample_data"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """A private worker folder for this test session: a warm worker that the user (or another test session of the
+    same user) runs is never asked to serve these tests' calls. Tests of the worker set their own folder."""
+    import tempfile
+
+    if "GDVISION_WORKER_DIR" not in os.environ:
+        folder = Path(tempfile.mkdtemp(prefix="gdvision-test-worker-"))
+        folder.chmod(0o700)
+        os.environ["GDVISION_WORKER_DIR"] = str(folder)
+
+
 @pytest.fixture(scope="session")
 def sample_dir() -> Path:
     return SAMPLE
