@@ -182,6 +182,28 @@ def run_scaling(threads: int) -> list[dict]:
     return rows
 
 
+def cli_call(quick: bool, threads: int) -> dict:
+    """Wall time of one in-process ``gdvision depth`` call on the pair (given range) and the solve's own seconds."""
+    import os
+    import subprocess
+    import tempfile
+
+    data = find_data()
+    if quick:
+        return {}
+    left8, right8, gt, K0, K1, T1, f, base, doffs, ndisp = load_pair(False)
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "gdvision", "depth", str(data / "left.png"), str(data / "right.png"), "-c",
+               str(data / "calib.json"), "-o", tmp, "--min-depth", str(f * base / (ndisp + doffs)), "--max-depth",
+               str(f * base / doffs), "--threads", str(threads), "--json"]  # fmt: skip
+        env = {**os.environ, "GDVISION_WORKER": "0", "GDVISION_PROGRESS": "0"}
+        t0 = time.perf_counter()
+        out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+        wall = time.perf_counter() - t0
+    summary = json.loads(out.stdout)
+    return {"wall_seconds": wall, "solve_seconds": summary["seconds"], "start_up_and_io": wall - summary["seconds"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="half-size images")
@@ -289,6 +311,10 @@ def main() -> None:
     for name in results:
         results[name]["time_vs_sgbm"] = times[name] / ref_t
     scaling = run_scaling(args.threads) if args.scaling else []
+    cli = cli_call(args.quick, args.threads)
+    if cli:
+        print(f"  one CLI call (in-process): {cli['wall_seconds']:.2f} s wall, of which the solve "
+              f"{cli['solve_seconds']:.2f} s, start-up and I/O {cli['start_up_and_io']:.2f} s")  # fmt: skip
 
     meta = {
         "image_wh": [w, h],
@@ -304,7 +330,7 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     from gdvision.io.images import write_json
 
-    write_json(args.out, {"meta": meta, "results": results, "scaling": scaling})
+    write_json(args.out, {"meta": meta, "results": results, "scaling": scaling, "cli_call": cli})
     hdr = f"{'method':28s} {'bad-2':>7s} {'holes':>7s} {'AbsRel':>7s} {'d<1.25':>7s} {'AbsRel@SGBM px':>14s} "
     hdr += f"{'AbsRel filled':>13s} {'bad-1':>7s} {'bad-4':>7s} {'seconds':>8s} {'x SGBM':>8s}"
     print(f"Middlebury Motorcycle {w}x{h}, {args.threads} thread(s) ({find_data()})")
