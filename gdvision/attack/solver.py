@@ -261,8 +261,6 @@ class _Attack:
             raise _Stop
         if best is not None and cfg.mode == "unmatch" and best[1] == 0:
             raise _Stop  # no ratio match is left anywhere near H: nothing more to break
-        if best is not None and cfg.mode == "unmatch" and cfg.ransac_score and best[0] >= 3:
-            raise _Stop  # every seeded RANSAC run misses H already
         if self.stop_check is not None and best is not None and self.it % cfg.stop_check_every == 0:
             if best != self.checked:  # evaluate the best pixels so far once
                 self.checked = best
