@@ -8,9 +8,8 @@ Pairs (fixed seeds, 320x240 gray, 8-bit):
   known H is the one to break.
 
 Each attack's perturbed images are written as 8-bit PNGs under ``bench/results/attack/`` and re-read; every figure
-is measured on the re-read pixels: L-inf / PSNR, gdvision match (the attacked pipeline, white-box: Hessian top-2500,
-no upsampling, contrast 0, ratio 0.8, RANSAC 3 px) and two transfer checks: gdvision match with its CLI defaults
-(DoG, upsampled first octave, 4000 features) and OpenCV SIFT + ratio 0.8 + findHomography RANSAC 3 px.
+is measured on the re-read pixels: L-inf / PSNR, gdvision match under each target's settings and OpenCV SIFT +
+ratio 0.8 + findHomography RANSAC 3 px.
 
 Attacks (``AttackConfig`` defaults otherwise: ratio loss, 8-bit straight-through steps, best step kept, 3 Adam
 phases): targeted eps 8/255, texture start, lr 0.01, 600 steps, stopping early once 60 ratio matches (twice the
@@ -21,7 +20,14 @@ ranked by 3 seeded RANSAC runs (seeds 1-3; the evaluation uses 0), stopping earl
 Success: targeted = >= 30 RANSAC inliers and corner error < 5 px against the target; untargeted = no RANSAC model
 or corner error > 20 px against the true H. Threads: ``--threads`` (default 2) for torch and OpenCV.
 
-Usage: ``python bench/attack.py [--quick] [--threads 1]`` -> ``bench/results/attack.json`` and a table.
+Targets (``--targets gdvision hessian gdvision,hessian``; default ``gdvision``): one set of rows per attacked target;
+every row is evaluated under every target of ``gdvision.attack.targets.TARGETS`` (white-box for the attacked one,
+transfer for the others) and OpenCV SIFT. ``--eps-auto``: the untargeted rows run the budget search instead
+(``search_budget``, up to ``--eps-max`` levels): eps* per true pair and its median. Each row has wall and CPU seconds
+(``time.process_time``) per attack and steps/s; the summary is keyed ``<target>/<mode>``.
+
+Usage: ``python bench/attack.py [--quick] [--threads 1] [--targets ...] [--eps-auto] [--n 5]`` ->
+``bench/results/attack.json`` and a table.
 """
 
 from __future__ import annotations
