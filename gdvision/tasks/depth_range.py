@@ -106,11 +106,6 @@ def resolve_depth_range(ref: View, sources: list[View], cfg: DepthConfig) -> tup
             f"only {est['points']} feature matches confirmed by the cameras (need {MIN_POINTS}): the depth range "
             f"{lo:.4g}..{hi:.4g} comes from the camera baselines and may be loose; give --min-depth/--max-depth"
         )
-    elif given[1] is None:
-        # the far side costs little (a few pixels of parallax between the far percentile and infinity) and a
-        # border pixel whose match leaves the source frame at the far percentile is seen farther away: reach the
-        # baseline rule's far bound (a quarter pixel of parallax), so such pixels still get a depth
-        hi = max(hi, auto_depth_range(ref, sources)[1])
     lo, hi = combine_bounds(*given, lo, hi)
     if not (0 < lo < hi < float("inf")):
         raise UsageError(f"invalid depth range [{lo}, {hi}]: give min_depth and max_depth")

@@ -135,8 +135,8 @@ TINY = ["--iters", "2", "--finest-iters", "1", "--gray", "--threads", "1"]
 
 
 def test_cli_records_the_range_found_from_matches_on_stereo_small(tmp_path: Path) -> None:
-    """Middlebury Motorcycle at 370x250: the automatic range holds the true depths (1st..99th percentile) and its
-    parallax span is far tighter than the baseline rule's; summary.json records it, its source and the points."""
+    """Middlebury Motorcycle at 370x250: the automatic range holds the true depths (1st..99th percentile) and is
+    far tighter than the baseline rule; summary.json records it, its source and the number of points."""
     out = tmp_path / "o"
     args = ["depth", str(SMALL / "left.png"), str(SMALL / "right.png"), "-c", str(SMALL / "calib.json")]
     res = runner.invoke(app, [*args, "-o", str(out), *TINY])
@@ -151,10 +151,7 @@ def test_cli_records_the_range_found_from_matches_on_stereo_small(tmp_path: Path
     z = f * base / (disp[np.isfinite(disp) & (disp > 0)] + doffs)
     z1, z99 = np.percentile(z, [1, 99])
     assert rng["min"] < z1 and rng["max"] > z99
-    # the cost of a range is its parallax span: near the true one (the baseline rule's 778 mm near bound spans
-    # 2.8x more); the far bound reaches the quarter-pixel depth, which costs under a pixel of parallax
-    span = f * base * (1 / rng["min"] - 1 / rng["max"])
-    assert span < 1.3 * f * base / z1, (span, f * base / z1)
+    assert rng["max"] / rng["min"] < 4.0  # the baseline rule: 778..384064 mm, a ratio of ~500
     # one bound given: the other from the matches, recorded as mixed
     res = runner.invoke(app, [*args, "-o", str(tmp_path / "m"), "--max-depth", "6000", "--json", *TINY])
     assert res.exit_code == 0, res.output
