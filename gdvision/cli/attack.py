@@ -161,7 +161,10 @@ def attack(
     auto = eps.strip().lower() == "auto"
     eps_v = 8.0 / 255.0 if auto else parse_eps(eps)
     eps_max_v = parse_eps(eps_max, "--eps-max")
-    names = parse_targets(target)
+    try:
+        names = parse_targets(target)
+    except UsageError as exc:
+        raise UsageError(f"--target: {exc}") from None
     feats = None
     if max_features is not None:
         if len(names) > 1:
