@@ -24,6 +24,8 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 
@@ -373,6 +375,63 @@ def occluded_mask(
     return ~_source_hits(problem, level, w, True, margin_px, fold_px)
 
 
+def uniqueness_losers(
+    problem: DepthProblem, level: int, w: torch.Tensor, costs: Sequence[torch.Tensor]
+) -> torch.Tensor:
+    """(B, 1, H, W) bool: pixels that take a source pixel from a better-matched pixel (the uniqueness constraint).
+
+    A source pixel shows one surface. When two reference pixels land on the same source pixel (nearest pixel)
+    and one is nearer by more than a pixel of parallax, the nearer one hides the farther one; if the nearer one
+    matches worse **in that view** (``costs``: one (B, 1, H, W) photometric cost per source view, in the order
+    of the level's sources) it is the suspect: typically a background pixel beside a foreground edge that took
+    the foreground's depth (fattening into a half-occluded region), while the pixel it hides is the background
+    that the source really shows there. A pixel loses when it loses in every source view whose frame it is in
+    (with several views another one may see it rightly at its depth).
+
+    Example (a rectified pair; pixel 0 claims pixel 2's source pixel at a nearer depth and matches worse):
+        >>> import torch
+        >>> from gdvision.depth import DepthConfig, View
+        >>> from gdvision.depth.problem import build_levels
+        >>> K = torch.tensor([[50.0, 0, 9.5], [0, 50, 1.5], [0, 0, 1]], dtype=torch.float64)
+        >>> T = torch.eye(4, dtype=torch.float64); T[0, 3] = -1.0
+        >>> img = torch.rand(1, 1, 4, 20)
+        >>> lv = build_levels(View(img, K, torch.eye(4)), [View(img, K, T)], 1, torch.device("cpu"))
+        >>> prob = DepthProblem(lv, 0.02, 0.24, DepthConfig())
+        >>> disp = torch.full((1, 1, 4, 20), 2.0); disp[..., 4] = 4.0         # x - d: 4 - 4 = 0 = 2 - 2
+        >>> cost = torch.full_like(disp, 0.1); cost[..., 4] = 0.5
+        >>> uniqueness_losers(prob, 0, disp / 50, [cost])[0, 0, 0].nonzero().flatten().tolist()
+        [4]
+    """
+    L = problem.lv[level]
+    bsz, _, h, wd = w.shape
+    tol = (problem.w_max - problem.w_min) / problem.parallax(level)
+    own = torch.arange(h * wd, device=w.device).expand(bsz, -1)
+    batch = torch.arange(bsz, device=w.device).view(bsz, 1).expand(-1, h * wd)
+    losses = torch.zeros(bsz, h * wd, dtype=torch.int32, device=w.device)
+    in_frame = torch.zeros_like(losses)
+    for src, A, b, cost in zip(L.srcs, L.A, L.b, costs, strict=True):
+        flat_cost = cost.reshape(bsz, -1)
+        hs, ws = src.shape[-2:]
+        pts, front = project_points(A.expand(bsz, 3, 3), b.expand(bsz, 3), w)
+        xi, yi = pts[..., 0].round(), pts[..., 1].round()
+        inside = ((xi >= 0) & (xi <= ws - 1) & (yi >= 0) & (yi <= hs - 1) & front[:, 0]).reshape(bsz, -1)
+        flat = (yi.clamp(0, hs - 1) * ws + xi.clamp(0, ws - 1)).long().reshape(bsz, -1)
+        vals = torch.where(inside, w.reshape(bsz, -1), torch.full_like(flat_cost, -1.0, dtype=w.dtype))
+        buf = torch.full((bsz, hs * ws), -1.0, dtype=w.dtype, device=w.device)
+        nearest = buf.scatter_reduce(1, flat, vals, reduce="amax").gather(1, flat)
+        hidden = inside & (nearest > vals + tol)
+        holder = torch.where(vals >= nearest, own, torch.full_like(own, -1))
+        who = torch.full((bsz, hs * ws), -1, dtype=own.dtype, device=w.device)
+        who = who.scatter_reduce(1, flat, holder, reduce="amax").gather(1, flat)
+        hb, hider = batch[hidden], who[hidden]
+        worse = flat_cost[hb, hider] > flat_cost[hidden]
+        lost = torch.zeros_like(inside)
+        lost[hb[worse], hider[worse]] = True
+        losses += lost.int()
+        in_frame += inside.int()
+    return ((losses > 0) & (losses == in_frame)).view(bsz, 1, h, wd)
+
+
 def fully_visible_mask(problem: DepthProblem, level: int = 0) -> torch.Tensor:
     """(1, 1, H, W) bool: reference pixels that some source sees at **every** depth of the range.
 
@@ -459,5 +518,6 @@ __all__ = [
     "fill_rows_background",
     "fully_visible_mask",
     "occluded_mask",
+    "uniqueness_losers",
     "visible_mask",
 ]
