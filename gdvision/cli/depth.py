@@ -71,7 +71,11 @@ def depth(
         typer.Option(help="Adam iterations at full size after the sweep [default: from --quality: 0, best 20]."),
     ] = None,
     levels: Annotated[
-        int | None, typer.Option(help="Pyramid levels [default: halve while the shorter side stays >= 200 px].")
+        int | None,
+        typer.Option(
+            help="Pyramid levels [default: down to the finest level with at most 100 000 pixels, where the "
+            "full-range sweep runs; with --init random/constant: halve while the shorter side stays >= 200 px]."
+        ),
     ] = None,
     init: Annotated[
         str,
