@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from gdvision.features.scale_space import ScaleSpace, patch_gradients, sample_patches
+from gdvision.features.scale_space import ScaleSpace, orientation_bins, patch_gradients, sample_patches
 
 DESCRIPTOR_SIZE = 128
 
@@ -123,14 +123,12 @@ def sift_descriptors(
         pts = c.unsqueeze(1) + torch.stack([px, py], -1) * bw.view(-1, 1, 1)
         vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
         mag, ang = patch_gradients(vals, tiny=1e-20)
-        f = torch.remainder(ang * (n_orient / (2 * math.pi)), n_orient).reshape(kk, 1, -1)
-        b0 = torch.floor(f.detach())
-        fr = f - b0
-        b0 = b0.long() % n_orient
+        b0, b1, fr = orientation_bins((ang * (n_orient / (2 * math.pi))).reshape(kk, 1, -1), n_orient)
         m = mag.reshape(kk, 1, -1)
         # linear vote into the two nearest orientation bins: (kk, n_orient, P*P)
         wo = torch.zeros(kk, n_orient, m.shape[-1], dtype=dt, device=dev)
-        wo = wo.scatter_add(1, b0, m * (1 - fr)).scatter_add(1, (b0 + 1) % n_orient, m * fr)
+        mf = m * fr
+        wo = wo.scatter_add(1, b0, m - mf).scatter_add(1, b1, mf)
         # bilinear spatial vote and Gaussian window: (kk, n_orient, d*d) -> (kk, d*d, n_orient)
         desc = (wo.reshape(-1, wo.shape[-1]) @ wsp).reshape(kk, n_orient, -1).transpose(1, 2).reshape(kk, -1)
         outs.append(desc)

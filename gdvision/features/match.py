@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from gdvision.color import to_gray
+from gdvision.device import keep_freed_memory
 from gdvision.errors import InputError, SolverError, UsageError
 from gdvision.features.config import FeatureConfig, MatchConfig
 from gdvision.features.descriptors import sift_descriptors
@@ -87,6 +88,8 @@ def detect_and_describe(img: torch.Tensor, config: FeatureConfig | None = None) 
     cfg = config or FeatureConfig()
     cfg.validate()
     gray = _as_gray(img)
+    if gray.device.type == "cpu":
+        keep_freed_memory()  # the octaves and patch stacks are re-allocated every call: no page faults each time
     h, w = gray.shape[-2:]
     if min(h, w) < 16:
         raise InputError(f"image too small for feature detection ({w}x{h}; need at least 16x16)")

@@ -26,9 +26,10 @@ def _two_nn(da: torch.Tensor, db: torch.Tensor, chunk: int = 4096) -> tuple[torc
     nb = (db * db).sum(1)
     for s in range(0, n, chunk):
         a = da[s : s + chunk]
-        d2 = (a * a).sum(1, keepdim=True) + nb.unsqueeze(0) - 2.0 * a @ db.T
-        v, i = torch.topk(d2, k, dim=1, largest=False)
-        dists.append(v.clamp_min(0).sqrt())
+        # |a - b|^2 = |a|^2 - 2 (a.b - |b|^2 / 2): rank by the bracket (one fused matrix product, no other pass
+        # over the N x M matrix), add |a|^2 to the two winners only
+        v, i = torch.topk(torch.addmm(nb, a, db.T, beta=-0.5), k, dim=1)
+        dists.append(((a * a).sum(1, keepdim=True) - 2.0 * v).clamp_min(0).sqrt())
         idxs.append(i)
     d = torch.cat(dists) if dists else da.new_zeros(0, k)
     i = torch.cat(idxs) if idxs else torch.zeros(0, k, dtype=torch.long, device=da.device)

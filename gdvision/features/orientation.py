@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, patch_gradients, sample_patches
+from gdvision.features.scale_space import ScaleSpace, orientation_bins, patch_gradients, sample_patches
 
 NUM_BINS = 36
 
@@ -58,14 +58,11 @@ def orientation_histograms(
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
     mag, ang = patch_gradients(vals)
     mag = mag.reshape(k, -1) * wgt
-    f = torch.remainder(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
-    fl = torch.floor(f.detach())
-    b0 = fl.long() % NUM_BINS
-    fr = f - fl
+    b0, b1, fr = orientation_bins(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
     base = (torch.arange(k, device=dev) * NUM_BINS).unsqueeze(1)
     hist = torch.zeros(k * NUM_BINS, device=dev, dtype=vals.dtype)
     hist = hist.scatter_add(0, (base + b0).reshape(-1), (mag * (1 - fr)).reshape(-1))
-    hist = hist.scatter_add(0, (base + (b0 + 1) % NUM_BINS).reshape(-1), (mag * fr).reshape(-1))
+    hist = hist.scatter_add(0, (base + b1).reshape(-1), (mag * fr).reshape(-1))
     hist = hist.view(k, 1, NUM_BINS)
     ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=hist.dtype, device=dev).view(1, 1, 5) / 16.0
     hist = F.conv1d(F.pad(hist, (2, 2), mode="circular"), ker)

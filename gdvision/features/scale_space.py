@@ -246,3 +246,25 @@ def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor
     mag = torch.sqrt(torch.where(nz, m2, torch.ones_like(m2))) * nz
     ang = torch.atan2(torch.where(nz, gy, torch.zeros_like(gy)), torch.where(nz, gx, torch.ones_like(gx)))
     return mag, ang
+
+
+def orientation_bins(f: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Linear-vote bins of angles ``f`` given in bin units within ``[-n, n)`` (e.g. ``atan2 * n / (2 pi)``).
+
+    Returns ``(b0, b1, frac)``: the lower bin ``floor(f mod n)`` and the next one, both long in ``[0, n)``, and the
+    weight ``frac`` of ``b1`` (``1 - frac`` goes to ``b0``), differentiable in ``f``. Same as ``torch.remainder`` but
+    with one add where ``f < 0`` (``remainder`` divides, several times slower on CPU).
+
+    Example:
+        >>> import torch
+        >>> b0, b1, fr = orientation_bins(torch.tensor([-0.25, 3.5, 7.75]), 8)
+        >>> b0.tolist(), b1.tolist(), fr.tolist()
+        ([7, 3, 7], [0, 4, 0], [0.75, 0.5, 0.75])
+    """
+    f = torch.where(f < 0, f + n, f)
+    fl = torch.floor(f.detach())
+    fr = f - fl
+    b0 = fl.long()
+    b0 = b0.masked_fill_(b0 >= n, 0)  # f + n rounded up to n exactly
+    b1 = b0 + 1
+    return b0, b1.masked_fill_(b1 >= n, 0), fr
