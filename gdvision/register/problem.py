@@ -181,8 +181,9 @@ class Registration:
         if base.shape[0] != coords.shape[0]:
             coords, a_all, w_all = coords[pair_of], a_all[pair_of], w_all[pair_of]
         dtype = a_all.dtype
-        # Points of A expressed in motion coordinates through the base motion: fixed within the level.
-        y_all = coords @ (base @ R).transpose(1, 2).to(dtype)  # (B,N,3)
+        # Points of A expressed in motion coordinates through the base motion: fixed within the level. Kept as
+        # (B, 3, N) rows (structure of arrays): every per-point operation below runs on contiguous rows.
+        y_all = ((base @ R).to(dtype) @ coords.transpose(1, 2)).contiguous()  # (B,3,N)
         model = self.stage_model
         loss = "ncc" if self.cfg.loss == "ssim" else self.cfg.loss  # ssim: NCC brings it close, see module doc
         n_p = check_model(model)
@@ -190,44 +191,45 @@ class Registration:
         if linear:
             E = self._model_jacobian(torch.zeros(1, n_p, dtype=torch.float64, device=base.device))[0]  # (P,3,3)
             LE = (L @ E).reshape(n_p, 9)  # L M(q) = L + q @ LE
-            K = LE.T.to(dtype)  # (9, P), shared by all items
+            K = LE.to(dtype)  # (P, 9), shared by all items
         # pixel -> grid_sample coordinates of the row-stacked B: u = x sx - 1, v = (y + item h) sy - 1
         total = stack.shape[-2]
-        gscale = torch.tensor([2.0 / max(w - 1, 1), 2.0 / max(total - 1, 1)], dtype=dtype, device=base.device)
-        goffset = torch.stack([-torch.ones_like(pair_of, dtype=dtype), pair_of.to(dtype) * h * gscale[1] - 1], -1)
-        goffset = goffset.unsqueeze(1)  # (B,1,2)
-        limit = torch.tensor([w - 1, h - 1], dtype=dtype, device=base.device)
+        sx, sy = 2.0 / max(w - 1, 1), 2.0 / max(total - 1, 1)
+        yoff = (pair_of.to(dtype) * h * sy - 1).unsqueeze(1)  # (B,1)
 
         def fn(q: torch.Tensor, index: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
             q64 = q.to(torch.float64)
             if index is None:
-                y, a_val, a_w, off = y_all, a_all, w_all, goffset
+                y, a_val, a_w, off = y_all, a_all, w_all, yoff
             else:
-                y, a_val, a_w, off = y_all[index], a_all[index], w_all[index], goffset[index]
+                y, a_val, a_w, off = y_all[index], a_all[index], w_all[index], yoff[index]
             bsz = q.shape[0]
             if linear:
                 LM = (L + (q64 @ LE).view(bsz, 3, 3)).to(dtype)
                 Kb = K
             else:
                 LM = (L @ model_matrix(q64, model)).to(dtype)  # (B,3,3)
-                Kb = (L @ model_matrix_jacobian(q64, model)).to(dtype).reshape(bsz, n_p, 9).transpose(1, 2)
-            z = y @ LM.transpose(1, 2)  # (B,N,3)
-            zz = z[..., 2:3]
+                Kb = (L @ model_matrix_jacobian(q64, model)).to(dtype).reshape(bsz, n_p, 9)
+            z = LM @ y  # (B,3,N)
+            zz = z[:, 2]
             zz = torch.where(zz.abs() < 1e-9, torch.full_like(zz, 1e-9), zz)
-            pts = z[..., :2] / zz
-            grid = (pts * gscale + off).view(1, 1, -1, 2)
+            inv = 1.0 / zz
+            u, v = z[:, 0] * inv, z[:, 1] * inv
+            grid = torch.stack([u * sx - 1, v * sy + off], dim=-1).view(1, 1, -1, 2)
             samp = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
             samp = samp.view(stack.shape[1], bsz, -1)  # (3|4, B, N)
-            s, sx, sy = samp[0], samp[1], samp[2]
-            inside = ((pts >= 0) & (pts <= limit)).all(-1)
+            s, bx, by = samp[0], samp[1], samp[2]
+            inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
             if samp.shape[0] == 4:
                 inside = inside & (samp[3] > 0.999)
             valid = a_w * inside.to(dtype)
-            # ds/dq_p = sum_kj gvec_k y_j (L dM_p)_kj with gvec = [sx, sy, -(sx u + sy v)] / z_z (chain rule
-            # through the perspective division), evaluated as one (N, 9) x (9, P) product.
-            gvec = torch.stack([sx, sy, -(sx * pts[..., 0] + sy * pts[..., 1])], dim=-1) / zz  # (B,N,3)
-            outer = (gvec.unsqueeze(-1) * y.unsqueeze(-2)).view(bsz, -1, 9)
-            ds = outer @ Kb  # (B,N,P)
+            # ds/dq_p = sum_kj gvec_k y_j (L dM_p)_kj with gvec = [bx, by, -(bx u + by v)] / z_z (chain rule
+            # through the perspective division), evaluated as one (P, 9) x (9, N) product; the Jacobian is
+            # returned as a (B, N, P) view of (B, P, N) rows.
+            gx, gy = bx * inv, by * inv
+            gvec = torch.stack([gx, gy, -(gx * u + gy * v)], dim=1)  # (B,3,N)
+            outer = (gvec.unsqueeze(2) * y.unsqueeze(1)).view(bsz, 9, -1)
+            ds = (Kb @ outer).transpose(1, 2)  # (B,N,P)
             if loss == "l1":
                 r = a_val - s
                 return r, -ds, valid / torch.sqrt(r * r + 1e-4)
