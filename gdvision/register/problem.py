@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from gdvision.color import to_gray
 from gdvision.coords import centring_matrix, homography_from_centred
 from gdvision.errors import InputError
-from gdvision.filters.separable import central_gradient, gaussian_blur, sobel
+from gdvision.filters.separable import gaussian_blur, sobel
 from gdvision.losses import mutual_information, ssim_loss
 from gdvision.pyramid import downsample_mask, gaussian_pyramid, num_levels
 from gdvision.register.config import MIN_LEVEL_SIZE, RegisterConfig
@@ -100,9 +100,29 @@ class Registration:
         """B at ``level`` with its x/y derivatives (and validity mask if any), rows stacked: (1, 3|4, B*h, w)."""
         if level not in self._stack_cache:
             bl = self.pyr_b[level]
-            gx, gy = central_gradient(bl)
-            parts = [bl, gx, gy] if self.mask_b is None else [bl, gx, gy, self.mask_b[level]]
-            self._stack_cache[level] = stack_rows(torch.cat(parts, dim=1))
+            # central differences (I[i+1] - I[i-1]) / 2 with a replicated border, written out on one buffer
+            # (bitwise what gdvision.filters.separable.central_gradient returns, without its padded copies)
+            bsz, _, h, w = bl.shape
+            parts = torch.empty(bsz, 3 if self.mask_b is None else 4, h, w, dtype=bl.dtype, device=bl.device)
+            parts[:, 0:1] = bl
+            gx, gy = parts[:, 1:2], parts[:, 2:3]
+            if w > 1:
+                torch.sub(bl[..., 2:], bl[..., :-2], out=gx[..., 1:-1])
+                gx[..., :1] = bl[..., 1:2] - bl[..., :1]
+                gx[..., -1:] = bl[..., -1:] - bl[..., -2:-1]
+                gx.mul_(0.5)
+            else:
+                gx.zero_()
+            if h > 1:
+                torch.sub(bl[..., 2:, :], bl[..., :-2, :], out=gy[..., 1:-1, :])
+                gy[..., :1, :] = bl[..., 1:2, :] - bl[..., :1, :]
+                gy[..., -1:, :] = bl[..., -1:, :] - bl[..., -2:-1, :]
+                gy.mul_(0.5)
+            else:
+                gy.zero_()
+            if self.mask_b is not None:
+                parts[:, 3:4] = self.mask_b[level]
+            self._stack_cache[level] = stack_rows(parts)
         return self._stack_cache[level]
 
     def _pixels(self, level: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -119,24 +139,20 @@ class Registration:
         bsz, _, h, w = al.shape
         budget = self.cfg.max_pixels if level == 0 else self.cfg.max_pixels // COARSE_PIXEL_DIVISOR
         block = max(1, round(math.sqrt(h * w / budget)))
-        valid = torch.ones(bsz, 1, h, w, dtype=torch.bool, device=al.device)
-        if self.mask_a is not None:
-            valid = self.mask_a[level] > 0.5
-        valid[..., :1, :] = False
-        valid[..., -1:, :] = False
-        valid[..., :, :1] = False
-        valid[..., :, -1:] = False
+        # score: |central x difference| + |central y difference| inside, -1 on the 1-pixel frame and off the mask
+        score = torch.full_like(al, -1.0)
         if block == 1:
-            score = valid.to(al.dtype) - 0.5
+            score[..., 1:-1, 1:-1] = 0.5
+        else:
+            inner = al[..., 1:-1, 2:] - al[..., 1:-1, :-2]
+            inner.abs_().add_((al[..., 2:, 1:-1] - al[..., :-2, 1:-1]).abs_())
+            score[..., 1:-1, 1:-1] = inner
+        if self.mask_a is not None:
+            score = torch.where(self.mask_a[level] > 0.5, score, torch.full_like(score, -1.0))
+        if block == 1:
             idx = torch.arange(h * w, device=al.device).expand(bsz, -1)
             best = score.reshape(bsz, -1)
         else:
-            gx = al[..., :, 2:] - al[..., :, :-2]
-            gy = al[..., 2:, :] - al[..., :-2, :]
-            score = torch.zeros_like(al)
-            score[..., :, 1:-1] += gx.abs()
-            score[..., 1:-1, :] += gy.abs()
-            score = torch.where(valid, score, torch.full_like(score, -1.0))
             best, idx = F.max_pool2d(score, block, stride=block, ceil_mode=True, return_indices=True)
             best, idx = best.reshape(bsz, -1), idx.reshape(bsz, -1)
         xs = (idx % w).to(al.dtype)
