@@ -233,13 +233,15 @@ def refine_half_pixel(
     pts = centre[:, None, :] + torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)[None]  # (K, 9, 2)
     scale = pts.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
     n = resp.new_zeros(k, 27)
-    lv = idx[:, 1].unsqueeze(1) + torch.arange(-1, 2, device=resp.device).unsqueeze(0)  # (K, 3)
-    for bi in torch.unique(idx[:, 0]).tolist():
-        sel = torch.nonzero(idx[:, 0] == bi)[:, 0]
+    # one bicubic sampling per (image, level): of the levels s - 1, s, s + 1 only
+    group = idx[:, 0] * resp.shape[1] + idx[:, 1]
+    for gk in torch.unique(group).tolist():
+        bi, lv = divmod(gk, resp.shape[1])
+        sel = torch.nonzero(group == gk)[:, 0]
         grid = (pts[sel] * scale - 1.0).unsqueeze(0)  # (1, k, 9, 2)
-        v = F.grid_sample(resp[bi : bi + 1], grid, mode="bicubic", padding_mode="border", align_corners=True)
-        v = v[0].permute(1, 0, 2)  # (k, L, 9)
-        n = n.index_put((sel,), torch.gather(v, 1, lv[sel].unsqueeze(-1).expand(-1, -1, 9)).reshape(-1, 27))
+        src = resp[bi : bi + 1, lv - 1 : lv + 2]
+        v = F.grid_sample(src, grid, mode="bicubic", padding_mode="border", align_corners=True)
+        n = n.index_put((sel,), v[0].permute(1, 0, 2).reshape(-1, 27))  # (k, 3 levels, 9) in (ds, dy, dx) order
     o2, v2, _, _ = _solve27(n)
     ok = (o2[:, :2].abs() <= 1.0).all(-1) & (o2[:, 2].abs() <= 0.6)
     new = torch.cat([centre - idx[:, [3, 2]].to(resp.dtype) + 0.5 * o2[:, :2], o2[:, 2:]], -1)
@@ -257,15 +259,21 @@ def refine_extrema(
     value and Hessian are differentiable with respect to ``resp``.
     """
     h, w = resp.shape[-2:]
+    # without gradients the fit of each converged sample is kept from its last move (no final refit)
+    keep_fit = not (torch.is_grad_enabled() and resp.requires_grad)
     with torch.no_grad():
         cur = idx.clone()
         done = torch.zeros(len(cur), dtype=torch.bool, device=resp.device)
         ok = torch.ones_like(done)
+        if keep_fit:
+            f_off = resp.new_zeros(len(cur), 3)
+            f_val = resp.new_zeros(len(cur))
+            f_h = resp.new_zeros(len(cur), 2, 2)
         for _ in range(max_moves):
             act = ok & ~done
             if not bool(act.any()):
                 break
-            off, _, _, _ = _fit(resp, cur[act])
+            off, val, hxy, _ = _fit(resp, cur[act])
             conv = (off.abs() < 0.6).all(-1)
             step = torch.round(off.clamp(-5, 5)).long()
             nxt = cur[act].clone()
@@ -282,11 +290,15 @@ def refine_extrema(
             )
             ai = torch.nonzero(act)[:, 0]
             done[ai[conv]] = True
+            if keep_fit:
+                f_off[ai[conv]], f_val[ai[conv]], f_h[ai[conv]] = off[conv], val[conv], hxy[conv]
             moving = ~conv
             cur[ai[moving & inside]] = nxt[moving & inside]
             ok[ai[moving & ~inside]] = False
         keep = ok & done
         cur = cur[keep]
+    if keep_fit:
+        return cur, f_off[keep], f_val[keep], f_h[keep]
     off, val, hxy, _ = _fit(resp, cur)
     return cur, off, val, hxy
 
