@@ -52,6 +52,8 @@ class StepConfig:
         tol: early stop when the relative loss decrease of an iteration is below ``tol``
             (for first-order methods: ``patience`` iterations in a row).
         xtol: LM also stops an item when its largest parameter update is below ``xtol``.
+        accept_small: LM takes an update below ``xtol`` as the item's last step without evaluating it
+            (saves one evaluation per level; the result moves by less than ``xtol``).
         patience: consecutive small-change iterations before a first-order level stops.
         divergence_factor: a first-order loss above ``divergence_factor`` x its initial value is divergence.
         momentum: SGD momentum.
@@ -62,6 +64,7 @@ class StepConfig:
     iters: int = 50
     tol: float = 1e-6
     xtol: float = 1e-7
+    accept_small: bool = False
     patience: int = 5
     divergence_factor: float = 1e3
     momentum: float = 0.9
@@ -172,6 +175,14 @@ def minimize_lm(
         delta = -torch.linalg.solve(M, gi.unsqueeze(-1))[..., 0]
         delta = torch.where(torch.isfinite(delta), delta, torch.zeros_like(delta)).to(p.dtype)
         p_new = p[idx] + delta
+        if config.accept_small:
+            small = delta.abs().amax(1) < config.xtol
+            if bool(small.any()):  # the last steps: taken without an evaluation, the items stop
+                p[idx[small]] = p_new[small]
+                active[idx[small]] = False
+                idx, p_new, delta, lami = idx[~small], p_new[~small], delta[~small], lami[~small]
+                if idx.numel() == 0:
+                    break
         r2, J2, w2 = fn(p_new, idx)
         cost2 = _weighted_cost(r2, w2, min_weight)
         old = cost[idx]

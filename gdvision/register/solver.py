@@ -103,7 +103,11 @@ def register_batch(
     scale = max(ha, wa) / 2.0
     lm_levels = [
         StepConfig(
-            method="lm", iters=cfg.iters, tol=cfg.tol, xtol=(STEP_PX_FINE if lv == 0 else STEP_PX) * 2**lv / scale
+            method="lm",
+            iters=cfg.iters,
+            tol=cfg.tol,
+            xtol=(STEP_PX_FINE if lv == 0 else STEP_PX) * 2**lv / scale,
+            accept_small=True,
         )
         for lv in range(prob.num_levels)
     ]
