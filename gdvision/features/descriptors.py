@@ -22,7 +22,13 @@ import math
 
 import torch
 
-from gdvision.features.scale_space import ScaleSpace, orientation_bins, patch_gradients, sample_patches
+from gdvision.features.scale_space import (
+    ScaleSpace,
+    fold_bins,
+    orientation_bins,
+    patch_gradients,
+    sample_patches,
+)
 
 DESCRIPTOR_SIZE = 128
 
@@ -123,17 +129,19 @@ def sift_descriptors(
         pts = c.unsqueeze(1) + torch.stack([px, py], -1) * bw.view(-1, 1, 1)
         vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
         mag, ang = patch_gradients(vals, tiny=1e-20)
-        b0, b1, fr = orientation_bins((ang * (n_orient / (2 * math.pi))).reshape(kk, 1, -1), n_orient)
+        b0, fr = orientation_bins((ang * (n_orient / (2 * math.pi))).reshape(kk, 1, -1), n_orient)
         m = mag.reshape(kk, 1, -1)
         pp = m.shape[-1]
-        # linear vote into the two nearest orientation bins: (kk, n_orient, P*P), as flat index_add (faster on CPU
-        # than scatter_add along dim 1); entry (k, o, p) is at (k * n_orient + o) * P*P + p
+        nb = n_orient + 2  # votes into bins b0, b0 + 1 without wrap-around, folded after the spatial sums
+        # linear vote into the two nearest orientation bins: (kk, nb, P*P), as flat index_add (faster on CPU than
+        # scatter_add along dim 1); entry (k, o, p) is at (k * nb + o) * P*P + p
         mf = m * fr
-        flat = torch.arange(kk, device=dev).view(-1, 1, 1) * (n_orient * pp) + torch.arange(pp, device=dev)
-        wo = torch.zeros(kk * n_orient * pp, dtype=dt, device=dev)
-        wo = wo.index_add_(0, (flat + b0 * pp).view(-1), (m - mf).view(-1))
-        wo = wo.index_add_(0, (flat + b1 * pp).view(-1), mf.view(-1)).view(kk, n_orient, pp)
-        # bilinear spatial vote and Gaussian window: (kk, n_orient, d*d) -> (kk, d*d, n_orient)
-        desc = (wo.reshape(-1, wo.shape[-1]) @ wsp).reshape(kk, n_orient, -1).transpose(1, 2).reshape(kk, -1)
+        lin = (torch.arange(kk, device=dev).view(-1, 1, 1) * (nb * pp) + torch.arange(pp, device=dev)).add_(b0 * pp)
+        wo = torch.zeros(kk * nb * pp, dtype=dt, device=dev)
+        wo = wo.index_add_(0, lin.view(-1), (m - mf).view(-1))
+        wo = wo.index_add_(0, lin.view(-1) + pp, mf.view(-1)).view(kk, nb, pp)
+        # bilinear spatial vote and Gaussian window: (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
+        desc = fold_bins((wo.view(-1, pp) @ wsp).view(kk, nb, -1), n_orient, 1)
+        desc = desc.transpose(1, 2).reshape(kk, -1)
         outs.append(desc)
     return normalize_sift(torch.cat(outs), root=root)

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, orientation_bins, patch_gradients, sample_patches
+from gdvision.features.scale_space import ScaleSpace, fold_bins, orientation_bins, patch_gradients, sample_patches
 
 NUM_BINS = 36
 
@@ -58,12 +58,13 @@ def orientation_histograms(
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
     mag, ang = patch_gradients(vals)
     mag = mag.reshape(k, -1) * wgt
-    b0, b1, fr = orientation_bins(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
-    base = (torch.arange(k, device=dev) * NUM_BINS).unsqueeze(1)
-    hist = torch.zeros(k * NUM_BINS, device=dev, dtype=vals.dtype)
-    hist = hist.scatter_add(0, (base + b0).reshape(-1), (mag * (1 - fr)).reshape(-1))
-    hist = hist.scatter_add(0, (base + b1).reshape(-1), (mag * fr).reshape(-1))
-    hist = hist.view(k, 1, NUM_BINS)
+    b0, fr = orientation_bins(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
+    nb = NUM_BINS + 2  # votes into b0, b0 + 1 without wrap-around, folded afterwards
+    lin = (torch.arange(k, device=dev) * nb).unsqueeze(1) + b0
+    hist = torch.zeros(k * nb, device=dev, dtype=vals.dtype)
+    hist = hist.index_add_(0, lin.reshape(-1), (mag * (1 - fr)).reshape(-1))
+    hist = hist.index_add_(0, (lin + 1).reshape(-1), (mag * fr).reshape(-1))
+    hist = fold_bins(hist.view(k, nb), NUM_BINS).view(k, 1, NUM_BINS)
     ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=hist.dtype, device=dev).view(1, 1, 5) / 16.0
     hist = F.conv1d(F.pad(hist, (2, 2), mode="circular"), ker)
     return hist[:, 0]

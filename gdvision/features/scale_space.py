@@ -230,7 +230,8 @@ def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor
 
     Returns:
         ``(magnitude, angle)``, each (K, n - 2, n - 2) for the interior samples; angle ``atan2(dy, dx)`` in radians,
-        in grid coordinates. Differentiable with respect to ``vals`` (no NaN where the gradient vanishes).
+        in grid coordinates. Differentiable with respect to ``vals`` (no NaN where the gradient vanishes). Where
+        the magnitude is zero the angle is arbitrary (0 when ``vals`` requires gradients).
 
     Example:
         >>> import torch
@@ -243,28 +244,41 @@ def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor
     gy = vals[:, 2:, 1:-1] - vals[:, :-2, 1:-1]
     m2 = gx * gx + gy * gy
     nz = m2 > tiny
+    if not (torch.is_grad_enabled() and vals.requires_grad):
+        # the same magnitudes; the angle of a zeroed magnitude may differ, but it carries no weight
+        return torch.sqrt(m2).masked_fill_(~nz, 0.0), torch.atan2(gy, gx)
     mag = torch.sqrt(torch.where(nz, m2, torch.ones_like(m2))) * nz
     ang = torch.atan2(torch.where(nz, gy, torch.zeros_like(gy)), torch.where(nz, gx, torch.ones_like(gx)))
     return mag, ang
 
 
-def orientation_bins(f: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def orientation_bins(f: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Linear-vote bins of angles ``f`` given in bin units within ``[-n, n)`` (e.g. ``atan2 * n / (2 pi)``).
 
-    Returns ``(b0, b1, frac)``: the lower bin ``floor(f mod n)`` and the next one, both long in ``[0, n)``, and the
-    weight ``frac`` of ``b1`` (``1 - frac`` goes to ``b0``), differentiable in ``f``. Same as ``torch.remainder`` but
-    with one add where ``f < 0`` (``remainder`` divides, several times slower on CPU).
+    Returns ``(b0, frac)``: the lower bin ``floor(f mod n)`` as long in ``[0, n]`` and the weight ``frac`` of the
+    next bin ``b0 + 1`` (``1 - frac`` goes to ``b0``), differentiable in ``f``. No wrap-around is applied: vote
+    into ``n + 2`` bins and fold bins ``n, n + 1`` onto ``0, 1`` afterwards (:func:`fold_bins`); ``b0 = n`` only
+    where ``f + n`` rounds to ``n``. Same bins as ``torch.remainder``, which divides and is several times slower
+    on CPU.
 
     Example:
         >>> import torch
-        >>> b0, b1, fr = orientation_bins(torch.tensor([-0.25, 3.5, 7.75]), 8)
-        >>> b0.tolist(), b1.tolist(), fr.tolist()
-        ([7, 3, 7], [0, 4, 0], [0.75, 0.5, 0.75])
+        >>> b0, fr = orientation_bins(torch.tensor([-0.25, 3.5, 7.75]), 8)
+        >>> b0.tolist(), fr.tolist()
+        ([7, 3, 7], [0.75, 0.5, 0.75])
     """
     f = torch.where(f < 0, f + n, f)
     fl = torch.floor(f.detach())
-    fr = f - fl
-    b0 = fl.long()
-    b0 = b0.masked_fill_(b0 >= n, 0)  # f + n rounded up to n exactly
-    b1 = b0 + 1
-    return b0, b1.masked_fill_(b1 >= n, 0), fr
+    return fl.long(), f - fl
+
+
+def fold_bins(hist: torch.Tensor, n: int, dim: int = -1) -> torch.Tensor:
+    """Circular histograms of ``n`` bins from ``n + 2`` along ``dim``: bins ``n, n + 1`` are added to ``0, 1``.
+
+    Example:
+        >>> import torch
+        >>> fold_bins(torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]), 4).tolist()
+        [6.0, 8.0, 3.0, 4.0]
+    """
+    low = hist.narrow(dim, 0, n)
+    return torch.cat([low.narrow(dim, 0, 2) + hist.narrow(dim, n, 2), low.narrow(dim, 2, n - 2)], dim)
