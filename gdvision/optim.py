@@ -163,41 +163,55 @@ def minimize_lm(
 
     A[:], g[:] = normal_equations(r, J, w)
     del r, J, w
+    tiny = 1e-12 * eye
     it = 0
     for it in range(1, config.iters + 1):  # noqa: B007 - `it` is reported after the loop
         idx = active.nonzero().flatten()
         if idx.numel() == 0:
             it -= 1
             break
-        Ai, gi, lami = A[idx], g[idx], lam[idx]
+        # every item running (always so for a single pair): whole tensors, no gathers and scatters
+        full = idx.numel() == b
+        Ai, gi, lami = (A, g, lam) if full else (A[idx], g[idx], lam[idx])
         diag = torch.diagonal(Ai, dim1=1, dim2=2).clamp_min(1e-12)
-        M = Ai + lami.view(-1, 1, 1).to(torch.float64) * torch.diag_embed(diag) + 1e-12 * eye
+        M = Ai + lami.view(-1, 1, 1).to(torch.float64) * torch.diag_embed(diag) + tiny
         delta = -torch.linalg.solve(M, gi.unsqueeze(-1))[..., 0]
         delta = torch.where(torch.isfinite(delta), delta, torch.zeros_like(delta)).to(p.dtype)
-        p_new = p[idx] + delta
+        p_new = (p if full else p[idx]) + delta
         if config.accept_small:
             small = delta.abs().amax(1) < config.xtol
             if bool(small.any()):  # the last steps: taken without an evaluation, the items stop
                 p[idx[small]] = p_new[small]
                 active[idx[small]] = False
                 idx, p_new, delta, lami = idx[~small], p_new[~small], delta[~small], lami[~small]
+                full = False
                 if idx.numel() == 0:
                     break
-        r2, J2, w2 = fn(p_new, idx)
+        r2, J2, w2 = fn(p_new, None if full else idx)
         cost2 = _weighted_cost(r2, w2, min_weight)
-        old = cost[idx]
+        old = cost if full else cost[idx]
         accept = cost2 <= old
         rel = (old - cost2) / old.clamp_min(1e-30)
         small = delta.abs().amax(1) < config.xtol
         A2, g2 = normal_equations(r2, J2, w2)
-        acc = idx[accept]
-        p[acc] = p_new[accept]
-        cost[acc] = cost2[accept]
-        A[acc] = A2[accept]
-        g[acc] = g2[accept]
-        lam[idx] = torch.where(accept, (lami * 0.25).clamp_min(1e-9), lami * 8.0)
-        done = (accept & (rel < config.tol)) | small | (lam[idx] > 1e8)
-        active[idx[done]] = False
+        lam_new = torch.where(accept, (lami * 0.25).clamp_min(1e-9), lami * 8.0)
+        done = (accept & (rel < config.tol)) | small | (lam_new > 1e8)
+        if full:
+            keep = accept.view(-1, 1)
+            p = torch.where(keep, p_new, p)
+            cost = torch.where(accept, cost2, cost)
+            A = torch.where(keep.view(-1, 1, 1), A2, A)
+            g = torch.where(keep, g2, g)
+            lam = lam_new
+            active = active & ~done
+        else:
+            acc = idx[accept]
+            p[acc] = p_new[accept]
+            cost[acc] = cost2[accept]
+            A[acc] = A2[accept]
+            g[acc] = g2[accept]
+            lam[idx] = lam_new
+            active[idx[done]] = False
         if progress is not None:
             finite = cost[torch.isfinite(cost)]
             mean = float(finite.mean()) if finite.numel() else float("nan")
