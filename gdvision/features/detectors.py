@@ -131,7 +131,8 @@ def default_threshold(detector: str, contrast_threshold: float, scales_per_octav
 def _max3(x: torch.Tensor, dim: int) -> torch.Tensor:
     """Maximum over windows of 3 along ``dim`` (the output is 2 shorter: valid positions only)."""
     n = x.shape[dim]
-    return torch.maximum(torch.maximum(x.narrow(dim, 0, n - 2), x.narrow(dim, 1, n - 2)), x.narrow(dim, 2, n - 2))
+    m = torch.maximum(x.narrow(dim, 0, n - 2), x.narrow(dim, 1, n - 2))
+    return torch.maximum(m, x.narrow(dim, 2, n - 2), out=m)
 
 
 def _nms(
@@ -163,8 +164,9 @@ def _nms(
             # a minimum (D < 0); this misses only extrema next to a stronger one of the opposite sign
             x = x.abs()
         c = x[:, 1:-1, 1:-1, 1:-1]
-        mx = _max3(_max3(_max3(x, 3), 2), 1)
-        idx = torch.nonzero((c >= mx) & (c > threshold))
+        mx = _max3(_max3(_max3(x, 1), 2), 3)
+        ok = torch.ge(c, mx, out=torch.empty(mx.shape, dtype=torch.bool, device=mx.device))
+        idx = torch.nonzero(ok.logical_and_(c > threshold))
         found.append(idx + idx.new_tensor([0, lo, y0, bd]))
     return torch.cat(found)
 
