@@ -123,10 +123,11 @@ def sift_descriptors(
         c = xy[sl] / step.unsqueeze(1)
         bw = bin_factor * scale[sl] / step  # bin width in octave pixels
         ca, sa = torch.cos(angle[sl]), torch.sin(angle[sl])
-        # patch axis u = (cos a, sin a), v = (-sin a, cos a) in pixel coordinates
-        px = grid[None, :, 0] * ca[:, None] - grid[None, :, 1] * sa[:, None]
-        py = grid[None, :, 0] * sa[:, None] + grid[None, :, 1] * ca[:, None]
-        pts = c.unsqueeze(1) + torch.stack([px, py], -1) * bw.view(-1, 1, 1)
+        # patch axis u = (cos a, sin a), v = (-sin a, cos a) in pixel coordinates, bw pixels per bin:
+        # pts = c + grid_u * bw * u + grid_v * bw * v, two fused multiply-adds over (kk, n*n, 2)
+        u = (torch.stack([ca, sa], -1) * bw.unsqueeze(1)).unsqueeze(1)
+        v = (torch.stack([-sa, ca], -1) * bw.unsqueeze(1)).unsqueeze(1)
+        pts = torch.addcmul(c.unsqueeze(1), grid[None, :, 0:1], u).addcmul_(grid[None, :, 1:2], v)
         vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
         mag, ang = patch_gradients(vals, tiny=1e-20)
         b0, fr = orientation_bins((ang * (n_orient / (2 * math.pi))).reshape(kk, 1, -1), n_orient)

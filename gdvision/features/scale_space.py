@@ -200,26 +200,27 @@ def sample_patches(
     k, p = points.shape[:2]
     if k == 0:
         return points.new_zeros(0, p)
+    dt = ss.octaves[0].dtype
     nl = max(o.shape[1] for o in ss.octaves)
     key = (batch * len(ss.octaves) + octave) * nl + level
     order = torch.argsort(key)  # one sort, then contiguous groups: no per-group search over all keypoints
     keys, counts = torch.unique_consecutive(key[order], return_counts=True)
-    pts_sorted = points[order]
-    vals = []
+    # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres) in one fused pass
+    size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
+    norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=points.device)  # (octaves, 2)
+    grid = torch.addcmul(points.new_tensor(-1.0, dtype=dt), points.to(dt), norm[octave].unsqueeze(1))[order]
+    out = points.new_empty(k, p, dtype=dt)
     start = 0
     for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
         bi, rest = divmod(kv, len(ss.octaves) * nl)
         o, lv = divmod(rest, nl)
         img = ss.octaves[o][bi : bi + 1, lv : lv + 1]
-        h, w = img.shape[-2:]
-        pts = pts_sorted[start : start + cnt].to(img.dtype)
+        v = F.grid_sample(
+            img, grid[None, start : start + cnt], mode="bilinear", padding_mode="zeros", align_corners=True
+        )
+        out = out.index_copy_(0, order[start : start + cnt], v[0, 0])  # back to the callers' order
         start += cnt
-        scale = pts.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
-        grid = (pts * scale - 1.0).unsqueeze(0)  # (1, k, P, 2)
-        v = F.grid_sample(img, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-        vals.append(v[0, 0])
-    out = torch.cat(vals).to(points.dtype)
-    return torch.zeros_like(out).index_put((order,), out)  # back to the callers' order
+    return out.to(points.dtype)
 
 
 def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
