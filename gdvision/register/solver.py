@@ -40,7 +40,7 @@ from gdvision.register.problem import Registration
 from gdvision.register.search import coarse_translation
 
 STEP_PX_FINE = 0.01  # LM stops the finest level when an update moves A's corners by less (pixels)
-STEP_PX = 0.1  # the same for coarser levels, in pixels of that level
+STEP_PX = 0.2  # the same for coarser levels, in pixels of that level
 FIRST_ORDER_ITERS = 20  # L-BFGS iterations per level (each may evaluate the loss twice)
 
 
