@@ -174,13 +174,28 @@ def _nms(
 _OFFSETS = [(ds, dy, dx) for ds in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
 
 
-def _fit(resp: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Quadratic fit of ``resp`` at integer samples ``idx`` (K,4): offsets (K,3) (dx,dy,ds), value, Hxy (K,2,2)."""
-    _, L, h, w = resp.shape
+_DS, _DY, _DX = (torch.tensor(list(c)) for c in zip(*_OFFSETS, strict=True))
+
+
+def _fit(
+    resp: torch.Tensor, idx: torch.Tensor, geo: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Quadratic fit of ``resp`` at integer samples ``idx`` (K,4): offsets (K,3) (dx,dy,ds), value, Hxy (K,2,2).
+
+    ``resp`` is one (B, L, H, W) stack, or with ``geo`` (K, 4) long a flat concatenation of several: each sample's
+    stack starts at ``geo[:, 0]`` and has the shape ``(B, geo[:, 1], geo[:, 2], geo[:, 3])``.
+    """
     b, s, y, x = idx.unbind(1)
-    lin = ((b * L + s) * h + y) * w + x
-    off = torch.tensor([(ds * h + dy) * w + dx for ds, dy, dx in _OFFSETS], device=resp.device)
-    n = resp.reshape(-1)[(lin.unsqueeze(1) + off.unsqueeze(0)).reshape(-1)].reshape(-1, 27)
+    if geo is None:
+        _, L, h, w = resp.shape
+        lin = ((b * L + s) * h + y) * w + x
+        off = torch.tensor([(ds * h + dy) * w + dx for ds, dy, dx in _OFFSETS], device=resp.device).unsqueeze(0)
+    else:
+        start, L, h, w = geo.unbind(1)
+        lin = start + ((b * L + s) * h + y) * w + x
+        ds, dy, dx = (t.to(resp.device).unsqueeze(0) for t in (_DS, _DY, _DX))
+        off = (ds * h.unsqueeze(1) + dy) * w.unsqueeze(1) + dx
+    n = resp.reshape(-1)[(lin.unsqueeze(1) + off).reshape(-1)].reshape(-1, 27)
     return _solve27(n)
 
 
@@ -251,16 +266,25 @@ def refine_half_pixel(
 
 
 def refine_extrema(
-    resp: torch.Tensor, idx: torch.Tensor, border: int, lo: int, hi: int, max_moves: int = 5
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    resp: torch.Tensor,
+    idx: torch.Tensor,
+    border: int,
+    lo: int,
+    hi: int | torch.Tensor,
+    max_moves: int = 5,
+    geo: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Sub-pixel/sub-scale refinement of extrema ``idx`` (K, 4) of ``resp`` (B, L, H, W).
 
     The integer sample moves toward the fitted extremum while an offset exceeds 0.5 (at most ``max_moves``
     times); samples that leave ``[border, size - border)`` or the levels ``[lo, hi]``, or do not converge,
-    are dropped. Returns ``(idx (M,4), offset (M,3) (dx,dy,ds), value (M,), hess_xy (M,2,2))``; offset,
-    value and Hessian are differentiable with respect to ``resp``.
+    are dropped. Returns ``(idx (M,4), offset (M,3) (dx,dy,ds), value (M,), hess_xy (M,2,2), kept (M,))``
+    (``kept``: the indices of the surviving rows of ``idx``); offset, value and Hessian are differentiable with
+    respect to ``resp``. With ``geo`` (K, 4), ``resp`` is a flat concatenation of several stacks (see
+    :func:`_fit`; one pass for all the small octaves) and ``hi`` may be a (K,) tensor.
     """
-    h, w = resp.shape[-2:]
+    if geo is None:
+        h, w = resp.shape[-2:]
     # without gradients the fit of each converged sample is kept from its last move (no final refit)
     keep_fit = not (torch.is_grad_enabled() and resp.requires_grad)
     with torch.no_grad():
@@ -275,7 +299,10 @@ def refine_extrema(
             act = ok & ~done
             if not bool(act.any()):
                 break
-            off, val, hxy, _ = _fit(resp, cur[act])
+            g_act = None if geo is None else geo[act]
+            if g_act is not None:
+                h, w = g_act[:, 2], g_act[:, 3]
+            off, val, hxy, _ = _fit(resp, cur[act], g_act)
             conv = (off.abs() < 0.6).all(-1)
             step = torch.round(off.clamp(-5, 5)).long()
             nxt = cur[act].clone()
@@ -288,7 +315,7 @@ def refine_extrema(
                 & (nxt[:, 2] >= border)
                 & (nxt[:, 2] < h - border)
                 & (nxt[:, 1] >= lo)
-                & (nxt[:, 1] <= hi)
+                & (nxt[:, 1] <= (hi if isinstance(hi, int) else hi[act]))
             )
             ai = torch.nonzero(act)[:, 0]
             done[ai[conv]] = True
@@ -297,12 +324,12 @@ def refine_extrema(
             moving = ~conv
             cur[ai[moving & inside]] = nxt[moving & inside]
             ok[ai[moving & ~inside]] = False
-        keep = ok & done
+        keep = torch.nonzero(ok & done)[:, 0]
         cur = cur[keep]
     if keep_fit:
-        return cur, f_off[keep], f_val[keep], f_h[keep]
-    off, val, hxy, _ = _fit(resp, cur)
-    return cur, off, val, hxy
+        return cur, f_off[keep], f_val[keep], f_h[keep], keep
+    off, val, hxy, _ = _fit(resp, cur, None if geo is None else geo[keep])
+    return cur, off, val, hxy, keep
 
 
 def spread_select(
@@ -332,6 +359,73 @@ def spread_select(
     key = tier * (k + 1) + torch.arange(k, device=xy.device)
     pick = torch.argsort(key)[:n]
     return order[pick]
+
+
+def _keypoints(
+    ss: ScaleSpace,
+    items: list[tuple[int, torch.Tensor, torch.Tensor]],
+    detector: str,
+    thr: float,
+    r_edge: float,
+    border: int,
+) -> list[Keypoints]:
+    """Refined, tested keypoints of the candidates of one or several octaves: ``items`` = (octave, response,
+    candidates (K, 4) (b, s, y, x)); one refinement pass for all (their responses concatenated flat)."""
+    S = ss.scales_per_octave
+    dev = items[0][1].device
+    if len(items) == 1:
+        o, resp, cand = items[0]
+        flat, geo, hi = resp, None, S + ss.offset(o)
+        octave = torch.full((cand.shape[0],), o, dtype=torch.long, device=dev)
+    else:
+        flat = torch.cat([r.reshape(-1) for _, r, _ in items])
+        starts = [0]
+        for _, r, _ in items[:-1]:
+            starts.append(starts[-1] + r.numel())
+        geo = torch.cat(
+            [
+                c.new_tensor([[st, r.shape[1], r.shape[2], r.shape[3]]]).expand(c.shape[0], 4)
+                for st, (_, r, c) in zip(starts, items, strict=True)
+            ]
+        )
+        octave = torch.cat([torch.full((c.shape[0],), o, dtype=torch.long, device=dev) for o, _, c in items])
+        cand = torch.cat([c for _, _, c in items])
+        hi = S + torch.tensor([ss.offset(o) for o in range(len(ss.octaves))], device=dev)[octave]
+    idx, off, val, hxy, kept = refine_extrema(flat, cand, border, 1, hi, geo=geo)
+    octave = octave[kept]
+    if idx.numel() == 0:
+        return []
+    if detector == "hessian":
+        tr = val.new_zeros(idx.shape[0])
+        det = val.new_zeros(idx.shape[0])
+        for o in torch.unique(octave).tolist():
+            sel = torch.nonzero(octave == o)[:, 0]
+            lxx, lyy, lxy = hessian2d(ss.octaves[o])
+            b, s, y, x = idx[sel].unbind(1)
+            tr = tr.index_put((sel,), lxx[b, s, y, x] + lyy[b, s, y, x])
+            det = det.index_put((sel,), lxx[b, s, y, x] * lyy[b, s, y, x] - lxy[b, s, y, x] ** 2)
+        good = val > thr
+    else:
+        tr = hxy[:, 0, 0] + hxy[:, 1, 1]
+        det = hxy[:, 0, 0] * hxy[:, 1, 1] - hxy[:, 0, 1] ** 2
+        good = val.abs() > thr
+    good = torch.nonzero(good & (det > 0) & (tr * tr < r_edge * det) & (off.abs() <= 0.6).all(-1))[:, 0]
+    idx, off, val, octave = idx[good], off[good], val[good], octave[good]
+    if idx.numel() == 0:
+        return []
+    if len(items) == 1 and ss.offset(items[0][0]) > 0:  # native-resolution fine octave: half-pixel re-fit
+        off, val = refine_half_pixel(items[0][1], idx, off, val)
+    table = torch.tensor(
+        [[ss.octave_step(o), ss.offset(o), ss.octaves[o].shape[1] - 1] for o in range(len(ss.octaves))],
+        dtype=off.dtype,
+        device=dev,
+    )[octave]
+    step = table[:, 0]
+    xy = (idx[:, [3, 2]].to(off.dtype) + off[:, :2]) * step.unsqueeze(1)
+    sl = idx[:, 1].to(off.dtype) + off[:, 2]
+    scale = ss.sigma0 * torch.pow(2.0, (sl - table[:, 1]) / S) * step
+    level = torch.minimum(torch.round(sl.detach()).clamp_min(0), table[:, 2]).long()
+    return [Keypoints(idx[:, 0], octave, level, xy, scale, val.abs())]
 
 
 def detect(
@@ -374,39 +468,20 @@ def detect(
     response = dog_response if detector == "dog" else hessian_response
     r_edge = (edge_threshold + 1.0) ** 2 / edge_threshold
     found: list[Keypoints] = []
+    rest: list[tuple[int, torch.Tensor, torch.Tensor]] = []
     for o in range(len(ss.octaves)):
-        resp = response(ss, o)  # one octave at a time: memory stays bounded
+        resp = response(ss, o)
         # interior levels; level S + offset of octave o == level 0 of octave o+1
-        lo, hi = 1, S + ss.offset(o)
         with torch.no_grad():
-            cand = _nms(resp.detach(), 0.5 * thr, border, lo, hi, signed=(detector == "dog"))
+            cand = _nms(resp.detach(), 0.5 * thr, border, 1, S + ss.offset(o), signed=(detector == "dog"))
         if cand.numel() == 0:
             continue
-        idx, off, val, hxy = refine_extrema(resp, cand, border, lo, hi)
-        if idx.numel() == 0:
-            continue
-        if detector == "hessian":
-            lxx, lyy, lxy = hessian2d(ss.octaves[o])
-            b, s, y, x = idx.unbind(1)
-            tr = lxx[b, s, y, x] + lyy[b, s, y, x]
-            det = lxx[b, s, y, x] * lyy[b, s, y, x] - lxy[b, s, y, x] ** 2
-            good = val > thr
+        if o == 0:  # the largest octave alone, its response freed before the next is computed
+            found += _keypoints(ss, [(o, resp, cand)], detector, thr, r_edge, border)
         else:
-            tr = hxy[:, 0, 0] + hxy[:, 1, 1]
-            det = hxy[:, 0, 0] * hxy[:, 1, 1] - hxy[:, 0, 1] ** 2
-            good = val.abs() > thr
-        good = good & (det > 0) & (tr * tr < r_edge * det) & (off.abs() <= 0.6).all(-1)
-        idx, off, val = idx[good], off[good], val[good]
-        if idx.numel() == 0:
-            continue
-        if ss.offset(o) > 0:  # native-resolution fine octave: re-fit on a half-pixel grid
-            off, val = refine_half_pixel(resp, idx, off, val)
-        step = ss.octave_step(o)
-        xy = (idx[:, [3, 2]].to(off.dtype) + off[:, :2]) * step
-        sl = idx[:, 1].to(off.dtype) + off[:, 2]
-        scale = ss.sigma0 * torch.pow(2.0, (sl - ss.offset(o)) / S) * step
-        level = torch.round(sl.detach()).long().clamp(0, ss.octaves[o].shape[1] - 1)
-        found.append(Keypoints(idx[:, 0], torch.full_like(idx[:, 0], o), level, xy, scale, val.abs()))
+            rest.append((o, resp, cand))
+    if rest:  # the small octaves refined together (the per-call overhead dominates there)
+        found += _keypoints(ss, rest, detector, thr, r_edge, border)
     dev = ss.octaves[0].device
     if not found:
         z = torch.zeros(0, dtype=torch.long, device=dev)
