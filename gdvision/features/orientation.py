@@ -51,7 +51,7 @@ def orientation_histograms(
     n = samples + 2
     h = 2.0 * ext / (samples - 1)  # spacing in sigma units
     g = _grid(n, ext + h, dt, dev)  # (n*n, 2)
-    pts = torch.addcmul(c.unsqueeze(1), g.unsqueeze(0), sig.view(-1, 1, 1))
+    pts = (g.unsqueeze(0) * sig.view(-1, 1, 1)).add_(c.unsqueeze(1))
     vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
     inner = _grid(samples, ext, dt, dev)
     r2 = (inner**2).sum(-1)

@@ -205,10 +205,10 @@ def sample_patches(
     key = (batch * len(ss.octaves) + octave) * nl + level
     order = torch.argsort(key)  # one sort, then contiguous groups: no per-group search over all keypoints
     keys, counts = torch.unique_consecutive(key[order], return_counts=True)
-    # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres) in one fused pass
+    # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres), all groups at once
     size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
     norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=points.device)  # (octaves, 2)
-    grid = torch.addcmul(points.new_tensor(-1.0, dtype=dt), points.to(dt), norm[octave].unsqueeze(1))[order]
+    grid = (points.to(dt) * norm[octave].unsqueeze(1)).sub_(1.0)[order]
     out = points.new_empty(k, p, dtype=dt)
     start = 0
     for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
