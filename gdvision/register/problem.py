@@ -228,22 +228,22 @@ class Registration:
                 Kb = (L @ model_matrix_jacobian(q64, model)).to(dtype).reshape(bsz, n_p, 9)
             z = LM @ y  # (B,3,N)
             zz = z[:, 2]
-            zz = torch.where(zz.abs() < 1e-9, torch.full_like(zz, 1e-9), zz)
-            inv = 1.0 / zz
+            zz = torch.where(zz.abs() < 1e-9, 1e-9, zz)
+            inv = zz.reciprocal()
             u, v = z[:, 0] * inv, z[:, 1] * inv
             grid = torch.stack([u * sx - 1, v * sy + off], dim=-1).view(1, 1, -1, 2)
             samp = F.grid_sample(stack, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
             samp = samp.view(stack.shape[1], bsz, -1)  # (3|4, B, N)
             s, bx, by = samp[0], samp[1], samp[2]
-            inside = (u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)
+            inside = (u.clamp(0, w - 1) == u) & (v.clamp(0, h - 1) == v)  # NaN is outside
             if samp.shape[0] == 4:
                 inside = inside & (samp[3] > 0.999)
-            valid = a_w * inside.to(dtype)
+            valid = a_w * inside
             # ds/dq_p = sum_kj gvec_k y_j (L dM_p)_kj with gvec = [bx, by, -(bx u + by v)] / z_z (chain rule
             # through the perspective division), evaluated as one (P, 9) x (9, N) product; the Jacobian is
             # returned as a (B, N, P) view of (B, P, N) rows.
             gx, gy = bx * inv, by * inv
-            gvec = torch.stack([gx, gy, -(gx * u + gy * v)], dim=1)  # (B,3,N)
+            gvec = torch.stack([gx, gy, torch.addcmul(gx * u, gy, v).neg_()], dim=1)  # (B,3,N)
             outer = (gvec.unsqueeze(2) * y.unsqueeze(1)).view(bsz, 9, -1)
             ds = (Kb @ outer).transpose(1, 2)  # (B,N,P)
             if loss == "l1":

@@ -48,7 +48,7 @@ def coarse_translation(prob: Registration, level: int) -> None:
     saved_model = prob.stage_model
     prob.stage_model = "translation"
     q0 = torch.zeros(2 * bsz, 2, dtype=torch.float64, device=a.device)
-    cfg = StepConfig(method="lm", iters=10, tol=1e-4, xtol=1e-2)
+    cfg = StepConfig(method="lm", iters=10, tol=1e-4, xtol=1e-2, accept_small=True)
     q, cost, _ = minimize_lm(prob.residuals(level, bases), q0, cfg)
     moved = model_matrix(q, "translation") @ bases
     pick = (cost[bsz:] < cost[:bsz]).view(-1, 1, 1)
