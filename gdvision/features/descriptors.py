@@ -18,15 +18,12 @@ Everything is differentiable with respect to the image and the keypoint position
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from gdvision.features.scale_space import (
     ScaleSpace,
     fold_bins,
-    orientation_bins,
-    patch_gradients,
+    gradient_votes,
     sample_patches,
 )
 
@@ -129,8 +126,8 @@ def sift_descriptors(
         v = (torch.stack([-sa, ca], -1) * bw.unsqueeze(1)).unsqueeze(1)
         pts = torch.addcmul(c.unsqueeze(1), grid[None, :, 0:1], u).addcmul_(grid[None, :, 1:2], v)
         vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
-        mag, ang = patch_gradients(vals, tiny=1e-20)
-        b0, fr = orientation_bins((ang * (n_orient / (2 * math.pi))).reshape(kk, 1, -1), n_orient)
+        mag, b0, fr = gradient_votes(vals, n_orient, tiny=1e-20)
+        b0, fr = b0.reshape(kk, 1, -1), fr.reshape(kk, 1, -1)
         m = mag.reshape(kk, 1, -1)
         pp = m.shape[-1]
         nb = n_orient + 2  # votes into bins b0, b0 + 1 without wrap-around, folded after the spatial sums

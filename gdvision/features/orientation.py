@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, fold_bins, orientation_bins, patch_gradients, sample_patches
+from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_patches
 
 NUM_BINS = 36
 
@@ -56,9 +56,8 @@ def orientation_histograms(
     inner = _grid(samples, ext, dt, dev)
     r2 = (inner**2).sum(-1)
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
-    mag, ang = patch_gradients(vals)
-    mag = mag.reshape(k, -1) * wgt
-    b0, fr = orientation_bins(ang.reshape(k, -1) / (2 * math.pi) * NUM_BINS, NUM_BINS)
+    mag, b0, fr = gradient_votes(vals, NUM_BINS)
+    mag, b0, fr = mag.reshape(k, -1) * wgt, b0.reshape(k, -1), fr.reshape(k, -1)
     nb = NUM_BINS + 2  # votes into b0, b0 + 1 without wrap-around, folded afterwards
     lin = (torch.arange(k, device=dev) * nb).unsqueeze(1) + b0
     hist = torch.zeros(k * nb, device=dev, dtype=vals.dtype)

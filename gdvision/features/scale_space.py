@@ -274,6 +274,36 @@ def orientation_bins(f: torch.Tensor, n: int) -> tuple[torch.Tensor, torch.Tenso
     return fl.long(), f - fl
 
 
+def gradient_votes(vals: torch.Tensor, bins: int, tiny: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradient magnitudes of patches and their linear votes into ``bins`` orientation bins.
+
+    ``vals`` (K, n, n) as for :func:`patch_gradients`; returns ``(magnitude, b0, frac)``, each (K, n - 2, n - 2):
+    the magnitude, the lower bin (long in ``[0, bins]``, see :func:`orientation_bins`; vote into ``bins + 2`` bins
+    and :func:`fold_bins`) and the share of ``b0 + 1``. With gradients: :func:`patch_gradients` and
+    :func:`orientation_bins`. Without: one fused path, the negated differences give ``atan2 + pi`` in
+    ``[0, 2 pi]`` directly (the same bins up to float rounding, four passes fewer).
+
+    Example:
+        >>> import torch
+        >>> ramp = torch.arange(4.0).repeat(4, 1)[None]  # rises along +x: angle 0
+        >>> mag, b0, fr = gradient_votes(ramp, 8)
+        >>> mag[0, 0, 0].item(), b0[0, 0, 0].item() % 8, fr[0, 0, 0].item()
+        (2.0, 0, 0.0)
+    """
+    if torch.is_grad_enabled() and vals.requires_grad:
+        mag, ang = patch_gradients(vals, tiny)
+        b0, fr = orientation_bins(ang * (bins / (2 * math.pi)), bins)
+        return mag, b0, fr
+    ngx = vals[:, 1:-1, :-2] - vals[:, 1:-1, 2:]
+    ngy = vals[:, :-2, 1:-1] - vals[:, 2:, 1:-1]
+    mag = torch.hypot(ngx, ngy)
+    if tiny > 0:
+        mag = mag.masked_fill_(mag <= math.sqrt(tiny), 0.0)
+    f = torch.atan2(ngy, ngx).add_(math.pi).mul_(bins / (2 * math.pi))
+    fl = torch.floor(f)
+    return mag, fl.long(), f.sub_(fl)
+
+
 def fold_bins(hist: torch.Tensor, n: int, dim: int = -1) -> torch.Tensor:
     """Circular histograms of ``n`` bins from ``n + 2`` along ``dim``: bins ``n, n + 1`` are added to ``0, 1``.
 
