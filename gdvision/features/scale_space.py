@@ -208,7 +208,7 @@ def sample_patches(
     # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres), all groups at once
     size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
     norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=points.device)  # (octaves, 2)
-    grid = (points.to(dt) * norm[octave].unsqueeze(1)).sub_(1.0)[order]
+    grid = (points.to(dt).index_select(0, order) * norm[octave[order]].unsqueeze(1)).sub_(1.0)
     out = points.new_empty(k, p, dtype=dt)
     start = 0
     for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
