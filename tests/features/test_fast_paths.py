@@ -1,0 +1,94 @@
+"""The no-gradient fast paths of the feature pipeline agree with the differentiable ones (issue 18)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gdvision.features.descriptors import sift_descriptors
+from gdvision.features.detectors import _nms, dog_response, refine_extrema
+from gdvision.features.match import detect_and_describe
+from gdvision.features.orientation import orientation_histograms
+from gdvision.features.scale_space import (
+    build_scale_space,
+    fold_bins,
+    gradient_votes,
+    orientation_bins,
+    patch_gradients,
+)
+
+
+def _texture(size: int = 96, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.nn.functional.avg_pool2d(torch.rand(1, 1, size, size, generator=g), 5, 1, 2)
+
+
+def test_orientation_bins_match_remainder_and_fold_wraps():
+    f = torch.linspace(-8.0, 7.999, 1001)
+    b0, fr = orientation_bins(f, 8)
+    ref = torch.remainder(f, 8)
+    assert bool(((b0 % 8).float() + fr - ref).abs().max() < 1e-5)
+    assert int(b0.min()) >= 0 and int(b0.max()) <= 8
+    # a vote into bin 8 / 9 (past the end) lands in bins 0 / 1
+    h = torch.zeros(10)
+    h[8], h[9], h[3] = 1.0, 2.0, 5.0
+    assert fold_bins(h, 8).tolist() == [1.0, 2.0, 0.0, 5.0, 0.0, 0.0, 0.0, 0.0]
+
+
+def test_gradient_votes_fast_path_equals_differentiable_path():
+    vals = torch.rand(50, 12, 12, generator=torch.Generator().manual_seed(1))
+    vals[0] = 0.3  # a flat patch: zero magnitude everywhere
+    with torch.no_grad():
+        mag_f, b0_f, fr_f = gradient_votes(vals, 36, tiny=1e-20)
+    mag, ang = patch_gradients(vals, tiny=1e-20)
+    b0, fr = orientation_bins(ang * (36 / (2 * math.pi)), 36)
+    assert bool((mag_f - mag).abs().max() < 1e-6)
+    assert float(mag_f[0].abs().max()) == 0.0
+    # the same position on the circle of bins (up to float rounding, also across the wrap-around)
+    pos_f = (b0_f.double() + fr_f.double()) % 36
+    pos = (b0.double() + fr.double()) % 36
+    d = (pos_f - pos).abs()
+    d = torch.minimum(d, 36 - d)
+    assert bool(d[mag > 0].max() < 1e-3)
+
+
+def test_histograms_and_descriptors_agree_with_and_without_gradients():
+    img = _texture()
+    ss = build_scale_space(img, double_first=False, fine_first=True)
+    f = detect_and_describe(img)
+    from gdvision.features.match import keypoints_of
+
+    kp = keypoints_of(f)
+    with torch.no_grad():
+        h_fast = orientation_histograms(ss, kp)
+        d_fast = sift_descriptors(ss, kp.batch, kp.octave, kp.level, kp.xy, kp.scale, f.angle)
+    ss_g = build_scale_space(img.clone().requires_grad_(True), double_first=False, fine_first=True)
+    h_grad = orientation_histograms(ss_g, kp)
+    d_grad = sift_descriptors(ss_g, kp.batch, kp.octave, kp.level, kp.xy, kp.scale, f.angle)
+    assert len(kp) > 20
+    assert bool((h_fast - h_grad.detach()).abs().max() < 1e-4 * float(h_grad.detach().abs().max()))
+    assert bool((d_fast - d_grad.detach()).abs().max() < 1e-4)
+
+
+def test_refinement_of_stacks_concatenated_flat_equals_one_stack_at_a_time():
+    ss = build_scale_space(_texture(160, seed=2), double_first=False)
+    thr = 0.5 * 0.04 / 3
+    items = []
+    for o in (0, 1):
+        r = dog_response(ss, o)
+        items.append((r, _nms(r, thr, 5, 1, 3, True)))
+    flat = torch.cat([r.reshape(-1) for r, _ in items])
+    start = [0, items[0][0].numel()]
+    geo = torch.cat(
+        [c.new_tensor([[st, *r.shape[1:]]]).expand(c.shape[0], 4) for st, (r, c) in zip(start, items, strict=True)]
+    )
+    idx, off, val, hxy, kept = refine_extrema(flat, torch.cat([c for _, c in items]), 5, 1, 3, geo=geo)
+    one = [refine_extrema(r, c, 5, 1, 3) for r, c in items]
+    assert all(len(o[0]) > 0 for o in one)
+    assert torch.equal(idx, torch.cat([o[0] for o in one]))
+    assert torch.equal(off, torch.cat([o[1] for o in one]))
+    assert torch.equal(val, torch.cat([o[2] for o in one]))
+    assert torch.equal(hxy, torch.cat([o[3] for o in one]))
+    n0 = items[0][1].shape[0]
+    assert torch.equal(kept, torch.cat([one[0][4], one[1][4] + n0]))
