@@ -59,6 +59,7 @@ from gdvision.attack.config import AttackConfig
 from gdvision.attack.evaluation import match_configs_for, match_counts, ransac_failures
 from gdvision.attack.losses import attack_loss
 from gdvision.attack.start import initial_params
+from gdvision.device import keep_freed_memory  # every step re-allocates the octaves: keep freed blocks
 from gdvision.errors import InputError, SolverError, UsageError
 from gdvision.features import Features, detect_and_describe
 from gdvision.geometry import homography_folds
@@ -102,30 +103,6 @@ class AttackResult:
     consistent: int | None = None
     near: int | None = None
     stopped_early: bool = False
-
-
-_MALLOC_TUNED = False
-
-
-def keep_freed_memory() -> None:
-    """Let glibc keep freed blocks (up to 1 GiB) for reuse instead of returning them to the system (Linux only).
-
-    Every attack step allocates and frees the same large tensors (octaves, their gradients); by default glibc
-    maps each one fresh (``mmap``) and unmaps it when freed, so every step pays page faults that zero it again:
-    on the Hessian target that was 35 % of the CPU time (system time). Process-wide, set once; a no-op elsewhere.
-    """
-    global _MALLOC_TUNED
-    if _MALLOC_TUNED:
-        return
-    _MALLOC_TUNED = True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 class _Stop(Exception):
