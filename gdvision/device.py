@@ -92,7 +92,7 @@ _MALLOC_TUNED = False
 
 
 def keep_freed_memory() -> None:
-    """Let glibc keep freed blocks (up to 1 GiB) for reuse instead of returning them to the system (Linux only).
+    """Let glibc keep freed blocks of up to 64 MiB for reuse instead of returning them to the system (Linux only).
 
     Solvers that allocate and free the same large CPU tensors call after call (scale-space octaves, distance
     matrices) otherwise get each one freshly ``mmap``-ed and pay page faults that zero it again (``gdvision
@@ -109,7 +109,7 @@ def keep_freed_memory() -> None:
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD
-        libc.mallopt(-1, 1 << 30)  # M_TRIM_THRESHOLD
+        libc.mallopt(-3, 64 << 20)  # M_MMAP_THRESHOLD: blocks up to 64 MiB come from the heap and are reused
+        libc.mallopt(-1, 256 << 20)  # M_TRIM_THRESHOLD: keep up to 256 MiB of free heap instead of trimming it
     except (OSError, AttributeError):
         pass
