@@ -304,6 +304,34 @@ def _largest_step(w: torch.Tensor, start: torch.Tensor, end: torch.Tensor) -> to
     return step
 
 
+def _source_pixels(src: torch.Tensor, A: torch.Tensor, b: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """Where the reference pixels land in one source at inverse depth ``w`` (B, 1, H, W): ``(inside, flat)``,
+    inside (B, H, W) bool (the nearest source pixel is in the frame, in front of the camera) and flat (B, H * W)
+    long, the flat index of that source pixel (clamped to the frame)."""
+    bsz = w.shape[0]
+    hs, ws = src.shape[-2:]
+    pts, front = project_points(A.expand(bsz, 3, 3), b.expand(bsz, 3), w)
+    xi, yi = pts[..., 0].round(), pts[..., 1].round()
+    inside = (xi >= 0) & (xi <= ws - 1) & (yi >= 0) & (yi <= hs - 1) & front[:, 0]
+    return inside, (yi.clamp(0, hs - 1) * ws + xi.clamp(0, ws - 1)).long().reshape(bsz, -1)
+
+
+def _zbuffer(flat: torch.Tensor, vals: torch.Tensor, size: int) -> torch.Tensor:
+    """The z-buffer of a source with ``size`` pixels, read back per reference pixel: the largest inverse depth
+    ``vals`` (B, N; -1 = not in the frame) that lands on the pixel's source pixel ``flat`` (B, N) -> (B, N)."""
+    nearest = torch.full((vals.shape[0], size), -1.0, dtype=vals.dtype, device=vals.device)
+    return nearest.scatter_reduce(1, flat, vals, reduce="amax").gather(1, flat)
+
+
+def _holders(flat: torch.Tensor, vals: torch.Tensor, nearest: torch.Tensor, size: int) -> torch.Tensor:
+    """(B, N) long: per reference pixel, the index of the reference pixel that wrote its source pixel's z-buffer
+    value ``nearest`` (from :func:`_zbuffer`); -1 where none."""
+    own = torch.arange(vals.shape[1], device=vals.device).expand(vals.shape[0], -1)
+    holder = torch.where(vals >= nearest, own, torch.full_like(own, -1))
+    who = torch.full((vals.shape[0], size), -1, dtype=own.dtype, device=vals.device)
+    return who.scatter_reduce(1, flat, holder, reduce="amax").gather(1, flat)
+
+
 def _source_hits(
     problem: DepthProblem, level: int, w: torch.Tensor, zbuffer: bool, margin_px: float, fold_px: float | None = 1.0
 ) -> torch.Tensor:
@@ -313,27 +341,20 @@ def _source_hits(
     bsz, _, h, wd = w.shape
     tol = margin_px * (problem.w_max - problem.w_min) / problem.parallax(level)
     seen = torch.zeros_like(w, dtype=torch.bool)
-    own = torch.arange(h * wd, device=w.device).expand(bsz, -1)
     for src, A, b in zip(L.srcs, L.A, L.b, strict=True):
-        hs, ws = src.shape[-2:]
-        pts, front = project_points(A.expand(bsz, 3, 3), b.expand(bsz, 3), w)
-        xi, yi = pts[..., 0].round(), pts[..., 1].round()
-        inside = (xi >= 0) & (xi <= ws - 1) & (yi >= 0) & (yi <= hs - 1) & front[:, 0]
+        inside, flat = _source_pixels(src, A, b, w)
         if not zbuffer:
             seen |= inside.unsqueeze(1)
             continue
-        flat = (yi.clamp(0, hs - 1) * ws + xi.clamp(0, ws - 1)).long().reshape(bsz, -1)
         vals = torch.where(inside, w[:, 0], torch.full_like(w[:, 0], -1.0)).reshape(bsz, -1)
-        buf = torch.full((bsz, hs * ws), -1.0, dtype=w.dtype, device=w.device)
-        buf = buf.scatter_reduce(1, flat, vals, reduce="amax")
-        front_w = buf.gather(1, flat).reshape_as(w[:, 0])
+        size = src.shape[-2] * src.shape[-1]
+        nearest = _zbuffer(flat, vals, size)
+        front_w = nearest.reshape_as(w[:, 0])
         hidden = front_w > w[:, 0] + tol
         if fold_px is not None and bool(hidden.any()):
-            # the reference pixel that wrote the front-most value; it hides this one only if a depth jump lies
+            # the reference pixel that wrote the front-most value hides this one only if a depth jump lies
             # between them (a fold): a slanted surface the source sees squeezed into one pixel is continuous
-            holder = torch.where(vals >= buf.gather(1, flat), own, torch.full_like(own, -1))
-            who = torch.full((bsz, hs * ws), -1, dtype=own.dtype, device=w.device)
-            who = who.scatter_reduce(1, flat, holder, reduce="amax").gather(1, flat).clamp(min=0)
+            who = _holders(flat, vals, nearest, size).clamp(min=0)
             start = hidden.nonzero()  # (M, 3): batch, y, x; only the candidates need the path test
             q = who.view_as(front_w)[start[:, 0], start[:, 1], start[:, 2]]
             end = torch.stack([start[:, 0], q // wd, q % wd], 1)
@@ -405,25 +426,18 @@ def uniqueness_losers(
     L = problem.lv[level]
     bsz, _, h, wd = w.shape
     tol = (problem.w_max - problem.w_min) / problem.parallax(level)
-    own = torch.arange(h * wd, device=w.device).expand(bsz, -1)
     batch = torch.arange(bsz, device=w.device).view(bsz, 1).expand(-1, h * wd)
     losses = torch.zeros(bsz, h * wd, dtype=torch.int32, device=w.device)
     in_frame = torch.zeros_like(losses)
     for src, A, b, cost in zip(L.srcs, L.A, L.b, costs, strict=True):
         flat_cost = cost.reshape(bsz, -1)
-        hs, ws = src.shape[-2:]
-        pts, front = project_points(A.expand(bsz, 3, 3), b.expand(bsz, 3), w)
-        xi, yi = pts[..., 0].round(), pts[..., 1].round()
-        inside = ((xi >= 0) & (xi <= ws - 1) & (yi >= 0) & (yi <= hs - 1) & front[:, 0]).reshape(bsz, -1)
-        flat = (yi.clamp(0, hs - 1) * ws + xi.clamp(0, ws - 1)).long().reshape(bsz, -1)
+        inside, flat = _source_pixels(src, A, b, w)
+        inside = inside.reshape(bsz, -1)
         vals = torch.where(inside, w.reshape(bsz, -1), torch.full_like(flat_cost, -1.0, dtype=w.dtype))
-        buf = torch.full((bsz, hs * ws), -1.0, dtype=w.dtype, device=w.device)
-        nearest = buf.scatter_reduce(1, flat, vals, reduce="amax").gather(1, flat)
+        size = src.shape[-2] * src.shape[-1]
+        nearest = _zbuffer(flat, vals, size)
         hidden = inside & (nearest > vals + tol)
-        holder = torch.where(vals >= nearest, own, torch.full_like(own, -1))
-        who = torch.full((bsz, hs * ws), -1, dtype=own.dtype, device=w.device)
-        who = who.scatter_reduce(1, flat, holder, reduce="amax").gather(1, flat)
-        hb, hider = batch[hidden], who[hidden]
+        hb, hider = batch[hidden], _holders(flat, vals, nearest, size)[hidden]
         worse = flat_cost[hb, hider] > flat_cost[hidden]
         lost = torch.zeros_like(inside)
         lost[hb[worse], hider[worse]] = True
