@@ -178,6 +178,22 @@ class DepthProblem:
         return upsample_to(theta, h, w, 2 ** (from_level - to_level))
 
 
+def row_strips(h: int, keep: int, margin: int) -> list[tuple[int, int, int, int]]:
+    """Strips of rows covering ``0..h``: ``(a, b, y0, y1)``, rows ``y0:y1`` kept (``keep`` rows, the last one
+    shorter) and ``a:b`` the rows computed for them (``margin`` more on each side, clipped to the image), for
+    windowed or aggregated work done strip by strip with :meth:`Level.rows`.
+
+    Example:
+        >>> row_strips(10, 4, 1)
+        [(0, 5, 0, 4), (3, 9, 4, 8), (7, 10, 8, 10)]
+    """
+    out = []
+    for y0 in range(0, h, max(1, keep)):
+        y1 = min(h, y0 + max(1, keep))
+        out.append((max(0, y0 - margin), min(h, y1 + margin), y0, y1))
+    return out
+
+
 def upsample_to(x: torch.Tensor, h: int, w: int, factor: int = 2) -> torch.Tensor:
     """Bilinear upsampling of a (B, C, h', w') map from a coarser pyramid level to (B, C, h, w).
 
@@ -226,4 +242,4 @@ def build_levels(ref: View, sources: Sequence[View], n_levels: int, device: torc
     return out
 
 
-__all__ = ["UNSEEN", "DepthProblem", "Level", "build_levels", "photometric_cost", "upsample_to"]
+__all__ = ["UNSEEN", "DepthProblem", "Level", "build_levels", "photometric_cost", "row_strips", "upsample_to"]

@@ -31,7 +31,7 @@ import torch
 from gdvision.depth.cameras import auto_depth_range, check_views
 from gdvision.depth.config import DepthConfig, DepthResult, View
 from gdvision.depth.fill import fill_occluded, occluded_mask, uniqueness_losers, visible_mask
-from gdvision.depth.problem import UNSEEN, DepthProblem, Level, build_levels
+from gdvision.depth.problem import UNSEEN, DepthProblem, Level, build_levels, row_strips
 from gdvision.depth.sweep import band_sweep, plane_sweep
 from gdvision.errors import UsageError
 from gdvision.optim import Progress, StepConfig, coarse_to_fine
@@ -170,15 +170,12 @@ def _cost_by_rows(problem: DepthProblem, cfg: DepthConfig, w: torch.Tensor, view
     if view is not None:
         L = Level(L.ref, L.ref_mask, [L.srcs[view]], [L.src_masks[view]], [L.A[view]], [L.b[view]])
     h, wd = w.shape[-2:]
-    rows = max(1, cfg.band_max_pixels // wd)
-    r = cfg.ssim_window // 2
     out = []
-    for y0 in range(0, h, rows):
-        a, b = max(0, y0 - r), min(h, y0 + rows + r)  # the SSIM window's margin
+    for a, b, y0, y1 in row_strips(h, cfg.band_max_pixels // wd, cfg.ssim_window // 2):  # margin: the SSIM window
         strip = DepthProblem([L.rows(a, b)], problem.w_min, problem.w_max, cfg)
         c, seen = strip.cost(0, w[..., a:b, :])
         c = torch.where(seen > 0, c, torch.full_like(c, UNSEEN))
-        out.append(c[..., y0 - a : y0 - a + min(rows, h - y0), :])
+        out.append(c[..., y0 - a : y1 - a, :])
     return torch.cat(out, -2)
 
 
@@ -186,7 +183,10 @@ def _finish(problem: DepthProblem, cfg: DepthConfig, theta: torch.Tensor) -> tup
     """(depth, inv_depth, confidence, cost), each (1, 1, H, W), after the final fill."""
     with torch.no_grad():
         wfin = problem.inv_depth(theta)
-        cost = _cost_by_rows(problem, cfg, wfin)
+        # one cost per source view (the uniqueness test needs them); the pixel's cost is their minimum, as in
+        # DepthProblem.cost (each view's cost is UNSEEN where it does not see the pixel)
+        per_view = [_cost_by_rows(problem, cfg, wfin, i) for i in range(len(problem.lv[0].srcs))]
+        cost = torch.stack(per_view).amin(0)
         if cfg.final_fill is not None:
             occluded = occluded_mask(problem, 0, wfin)
             visible = ~occluded & (cost < UNSEEN)
@@ -195,8 +195,6 @@ def _finish(problem: DepthProblem, cfg: DepthConfig, theta: torch.Tensor) -> tup
                 thr = max(cfg.final_fill * float(cost[visible].median()), cfg.final_fill_floor)
                 matched &= cost <= thr
             # a pixel that hides a better-matched one in a source breaks uniqueness: fattening, filled like a hidden one
-            n_src = len(problem.lv[0].srcs)
-            per_view = [cost] if n_src == 1 else [_cost_by_rows(problem, cfg, wfin, i) for i in range(n_src)]
             losers = uniqueness_losers(problem, 0, wfin, per_view)
             wfin = fill_occluded(problem, 0, wfin, matched & ~losers, occluded | losers)
             cost = _cost_by_rows(problem, cfg, wfin)

@@ -29,7 +29,7 @@ from gdvision.depth.aggregate import sgm_aggregate
 from gdvision.depth.config import DepthConfig
 from gdvision.depth.fill import fill_background
 from gdvision.depth.matching_cost import SweepCost
-from gdvision.depth.problem import UNSEEN, Level, upsample_to
+from gdvision.depth.problem import UNSEEN, Level, row_strips, upsample_to
 
 Report = Callable[[str, int, int | None], None]
 CHUNK = 8  # hypotheses costed at once
@@ -183,13 +183,12 @@ def band_sweep(
     k = 2 * radius + 1
     rows = max(32, min(h, cfg.band_max_pixels // max(w, 1)))
     overlap = 16 if rows < h else 0
-    starts = list(range(0, h, max(1, rows - 2 * overlap))) if rows < h else [0]
+    strips = row_strips(h, rows - 2 * overlap, overlap)
     out = torch.empty(h, w, dtype=level.ref.dtype, device=level.ref.device)
-    total = len(starts) * k
+    total = len(strips) * k
     with torch.no_grad():
         cands = band_candidates(coarse, h, w)
-        for s_i, y0 in enumerate(starts):
-            a, b = max(0, y0 - overlap), min(h, y0 + rows - overlap)
+        for s_i, (a, b, y0, y1) in enumerate(strips):
             strip = level.rows(a, b)
             cost = SweepCost(strip, cfg.cost_radius)
             centre = pick_candidate(cost, cands[:, a:b])
@@ -202,10 +201,7 @@ def band_sweep(
                 agg = sgm_aggregate(neutral_unseen(vol), strip.ref, cfg.sgm_p1, cfg.sgm_p2, cfg.edge_gamma, base=base)
             pos, best = winners(agg, vol)
             wmap = (w_min + (base.to(pos.dtype) + pos) * step).clamp(w_min, w_max)
-            wmap = clean(wmap, best, cfg.sweep_fill)
-            keep_a = y0 if y0 > 0 else 0
-            keep_b = min(h, y0 + rows - 2 * overlap) if rows < h else h
-            out[keep_a:keep_b] = wmap[keep_a - a : keep_b - a]
+            out[y0:y1] = clean(wmap, best, cfg.sweep_fill)[y0 - a : y1 - a]
     return out
 
 
