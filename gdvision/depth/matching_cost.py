@@ -29,7 +29,6 @@ import torch.nn.functional as F
 
 from gdvision.depth.config import View  # noqa: F401  (doctest namespace)
 from gdvision.depth.problem import UNSEEN, Level, build_levels  # noqa: F401
-from gdvision.depth.warp import project_points, sample_image
 
 C1, C2 = 0.01**2, 0.03**2  # SSIM constants for images in [0, 1]
 
@@ -78,21 +77,12 @@ class SweepCost:
         return ((1.0 - ssim) * 0.5).clamp(0, 1)
 
     def __call__(self, w: torch.Tensor) -> torch.Tensor:
-        L = self.level
-        n = w.shape[0]
         best: torch.Tensor | None = None
-        for src, smask, A, b in zip(self.srcs, L.src_masks, L.A, L.b, strict=True):
-            pts, front = project_points(A.expand(n, 3, 3), b.expand(n, 3), w)
-            warped, inside = sample_image(src.expand(n, -1, -1, -1), pts)
-            ok = (inside > 0) & front
-            if smask is not None:
-                sm, _ = sample_image(smask.expand(n, -1, -1, -1), pts)
-                ok &= sm > 0.999
+        for warped, ok in self.level.warped_views(w, self.srcs):
             c = torch.where(ok, self.view_cost(warped), torch.full_like(warped, UNSEEN))
             best = c if best is None else torch.minimum(best, c)
         assert best is not None
-        if L.ref_mask is not None:
-            best = torch.where(L.ref_mask > 0, best, torch.full_like(best, UNSEEN))
+        best = torch.where(self.level.ref_mask > 0, best, torch.full_like(best, UNSEEN))
         return best[:, 0]
 
 

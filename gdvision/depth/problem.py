@@ -29,7 +29,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -80,6 +80,22 @@ class Level:
         if self.gray_srcs is None:
             self.gray_srcs = [s.mean(1, keepdim=True) for s in self.srcs]
         return self.gray_srcs
+
+    def warped_views(
+        self, w: torch.Tensor, srcs: Sequence[torch.Tensor] | None = None
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Every source sampled at the reference pixels through inverse depth ``w`` (B, 1, H, W): per view
+        ``(warped (B, C, H, W), ok (B, 1, H, W) bool)``, ok where the sample is inside the frame, in front of the
+        camera and on a valid source pixel (mask > 0.999). ``srcs``: other images of the same views (e.g. grey)."""
+        n = w.shape[0]
+        for src, smask, A, b in zip(self.srcs if srcs is None else srcs, self.src_masks, self.A, self.b, strict=True):
+            pts, front = project_points(A.expand(n, 3, 3), b.expand(n, 3), w)
+            warped, inside = sample_image(src.expand(n, -1, -1, -1), pts)
+            ok = (inside > 0) & front
+            if smask is not None:
+                sm, _ = sample_image(smask.expand(n, -1, -1, -1), pts)
+                ok &= sm > 0.999
+            yield warped, ok
 
     def rows(self, y0: int, y1: int) -> Level:
         """The level restricted to reference rows ``y0:y1`` (a strip): the projections shift with the crop.
@@ -141,13 +157,8 @@ class DepthProblem:
         L = self.lv[level]
         best: torch.Tensor | None = None
         seen: torch.Tensor | None = None
-        for src, smask, A, b in zip(L.srcs, L.src_masks, L.A, L.b, strict=True):
-            pts, front = project_points(A.expand(w.shape[0], 3, 3), b.expand(w.shape[0], 3), w)
-            warped, inside = sample_image(src.expand(w.shape[0], -1, -1, -1), pts)
-            m = inside * front.to(inside.dtype)
-            if smask is not None:
-                sm, _ = sample_image(smask.expand(w.shape[0], -1, -1, -1), pts)
-                m = m * (sm > 0.999).to(m.dtype)
+        for warped, ok in L.warped_views(w):
+            m = ok.to(warped.dtype)
             if L.stats is None:
                 L.stats = ssim_reference_stats(L.ref, self.cfg.ssim_window, self.cfg.ssim_sigma)
             c = photometric_cost(L.stats, warped, self.cfg.alpha, self.cfg.ssim_window, self.cfg.ssim_sigma)
