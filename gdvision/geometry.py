@@ -222,6 +222,53 @@ def _cross(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
     return (b[..., 0] - a[..., 0]) * (c[..., 1] - a[..., 1]) - (b[..., 1] - a[..., 1]) * (c[..., 0] - a[..., 0])
 
 
+def _basis(p: torch.Tensor) -> torch.Tensor:
+    """(K, 3, 3) matrices mapping e1, e2, e3, (1, 1, 1) to the 4 points (K, 4, 2) (a projective basis)."""
+    x, y = p[..., 0], p[..., 1]
+    # solve [p1 p2 p3] lam = p4 (homogeneous columns) by Cramer's rule
+    a = torch.stack([x[:, :3], y[:, :3], torch.ones_like(x[:, :3])], 1)  # (K, 3, 3), columns p1..p3
+    c1, c2, c3 = a[:, :, 0], a[:, :, 1], a[:, :, 2]
+    b = torch.stack([x[:, 3], y[:, 3], torch.ones_like(x[:, 3])], 1)
+    l1 = torch.linalg.cross(c2, c3).mul_(b).sum(1)
+    l2 = torch.linalg.cross(c3, c1).mul_(b).sum(1)
+    l3 = torch.linalg.cross(c1, c2).mul_(b).sum(1)
+    return a * torch.stack([l1, l2, l3], 1).unsqueeze(1)
+
+
+def homography_4pt(sa: torch.Tensor, sb: torch.Tensor) -> torch.Tensor:
+    """Exact homographies (K, 3, 3) through 4-point samples ``sa`` -> ``sb`` (K, 4, 2), in closed form.
+
+    ``H = B adj(A)`` with ``A``, ``B`` the projective bases of the samples (:func:`_basis`), scaled to
+    ``H[2, 2] = 1``; the same model as :func:`homography_dlt` on 4 points (up to rounding) without an
+    eigendecomposition. Degenerate samples (3 collinear points) give non-finite or zero matrices.
+
+    Example:
+        >>> import torch
+        >>> H = torch.tensor([[1.1, 0.1, 5.0], [-0.05, 0.9, 2.0], [1e-4, 2e-4, 1.0]], dtype=torch.float64)
+        >>> pa = torch.tensor([[[0.0, 0.0], [100.0, 10.0], [90.0, 80.0], [5.0, 70.0]]], dtype=torch.float64)
+        >>> from gdvision.coords import apply_homography
+        >>> bool(torch.allclose(homography_4pt(pa, apply_homography(H, pa))[0], H, atol=1e-10))
+        True
+    """
+    A, B = _basis(sa), _basis(sb)
+    r0, r1, r2 = A[:, 0], A[:, 1], A[:, 2]
+    adj = torch.stack([torch.linalg.cross(r1, r2), torch.linalg.cross(r2, r0), torch.linalg.cross(r0, r1)], 2)
+    H = B @ adj
+    return H / _safe(H[:, 2:3, 2:3])
+
+
+def _score_homographies(H: torch.Tensor, ph: torch.Tensor, pb: torch.Tensor, thr2: float) -> torch.Tensor:
+    """(K,) MSAC costs ``sum min(|H(pa) - pb|^2, thr2)`` of homographies H (K, 3, 3); ``ph`` (3, N) homogeneous pa."""
+    m = H @ ph  # (K, 3, N)
+    z = m[:, 2]
+    bad = z <= 1e-12
+    iz = torch.where(bad, torch.ones_like(z), z).reciprocal_()
+    dx = m[:, 0].mul_(iz).sub_(pb[:, 0])
+    dy = m[:, 1].mul_(iz).sub_(pb[:, 1])
+    d2 = dx.mul_(dx).addcmul_(dy, dy)
+    return d2.masked_fill_(bad, thr2).clamp_(max=thr2).sum(1)
+
+
 def good_homography_samples(sa: torch.Tensor, sb: torch.Tensor, min_area: float = 1e-3) -> torch.Tensor:
     """(K,) bool for 4-point samples (K, 4, 2) in A and B (normalised coordinates).
 
@@ -394,6 +441,7 @@ def ransac(
     else:
         gen.manual_seed(int(seed))
     thr2 = threshold * threshold
+    ph = torch.cat([pa, torch.ones_like(pa[:, :1])], 1).T.contiguous()  # (3, n) homogeneous points of A
     best_cost = float("inf")
     best_M: torch.Tensor | None = None
     best_e = pa.new_full((n,), float("inf"))
@@ -411,7 +459,8 @@ def ransac(
         idx = idx[ok]
         if idx.shape[0] == 0:
             continue
-        M = _fit(model, pa[idx], pb[idx])
+        # homography: the exact 4-point model in closed form (no eigendecomposition per sample)
+        M = homography_4pt(pa[idx], pb[idx]) if model == "homography" else _fit(model, pa[idx], pb[idx])
         fin = torch.isfinite(M).flatten(1).all(1)
         if model == "homography":
             fin &= ~homography_folds(
@@ -420,14 +469,18 @@ def ransac(
         M = M[fin]
         if M.shape[0] == 0:
             continue
-        e = _err(model, M, pa, pb)  # (k, n)
-        cost = torch.clamp(e * e, max=thr2).sum(1)
+        if model == "homography":  # squared errors only, one (k, 3, n) product; the winner's errors afterwards
+            cost = _score_homographies(M, ph, pb, thr2)
+        else:
+            e = _err(model, M, pa, pb)  # (k, n)
+            cost = torch.clamp(e * e, max=thr2).sum(1)
         j = int(torch.argmin(cost))
         if float(cost[j]) < best_cost:
             Mj, ej = _local_opt(model, M[j], pa, pb, threshold)
             cj = float(torch.clamp(ej * ej, max=thr2).sum())
             if cj > float(cost[j]):
-                Mj, ej, cj = M[j], e[j], float(cost[j])
+                Mj, cj = M[j], float(cost[j])
+                ej = _err(model, Mj[None], pa, pb)[0] if model == "homography" else e[j]
             best_cost, best_M, best_e = cj, Mj, ej
             w = float((best_e < threshold).sum()) / n
             p = w**s

@@ -11,8 +11,10 @@ from synthetic import random_homography
 
 from gdvision.coords import apply_homography, mean_corner_error
 from gdvision.geometry import (
+    _score_homographies,
     fundamental_8point,
     good_homography_samples,
+    homography_4pt,
     homography_dlt,
     homography_folds,
     ransac,
@@ -145,3 +147,27 @@ def test_fundamental_ransac_with_outliers(rng):
     F = fundamental_8point(pa0[None], pb0[None])[0]
     assert float(sampson_distance(F[None], pa0, pb0).max()) < 1e-6
     assert abs(float(torch.linalg.det(F))) < 1e-9
+
+
+def test_homography_4pt_equals_dlt_on_minimal_samples(rng):
+    """The closed-form minimal solver used by RANSAC gives the DLT's model (and the true one) on 4 points."""
+    Hs = torch.stack([_random_h(rng) for _ in range(64)])
+    pa = torch.from_numpy(rng.uniform(0, [W, H], size=(64, 4, 2)))
+    pb = apply_homography(Hs, pa)
+    ok = good_homography_samples(pa / 100, pb / 100)
+    H4 = homography_4pt(pa[ok], pb[ok])
+    Hd = homography_dlt(pa[ok], pb[ok])
+    Ht = Hs[ok] / Hs[ok][:, 2:3, 2:3]
+    assert ok.sum() > 40
+    assert float(mean_corner_error(H4, Ht, H, W).max()) < 1e-6
+    assert float(mean_corner_error(H4, Hd, H, W).max()) < 1e-3
+
+
+def test_score_homographies_is_truncated_squared_transfer_error(rng):
+    Hs = torch.stack([_random_h(rng) for _ in range(8)])
+    pa = torch.from_numpy(rng.uniform(0, [W, H], size=(50, 2)))
+    pb = apply_homography(Hs[0], pa) + torch.from_numpy(rng.normal(0, 2.0, size=(50, 2)))
+    ph = torch.cat([pa, torch.ones(50, 1, dtype=pa.dtype)], 1).T.contiguous()
+    e = transfer_error(Hs, pa, pb)
+    ref = torch.clamp(e * e, max=9.0).sum(1)
+    assert torch.allclose(_score_homographies(Hs, ph, pb, 9.0), ref, rtol=1e-9)
