@@ -33,6 +33,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -163,7 +164,47 @@ print(n, time.perf_counter() - t)
 """
 
 
-def bench_files(n_files: int, threads: int, size: int) -> dict[str, object]:
+def _run_cli(src: Path, dst: Path, threads: int, env: dict[str, str]) -> tuple[float, dict[str, Any]]:
+    """Wall seconds and the ``--json`` summary of ``gdvision edges src -o dst`` in a fresh client process."""
+    cmd = [sys.executable, "-m", "gdvision", "edges", str(src), "-o", str(dst), "--json"]
+    cmd += ["--device", "cpu", "--batch-size", "32", "--threads", str(threads)]
+    t = time.perf_counter()
+    res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
+    wall = time.perf_counter() - t
+    if res.returncode != 0:
+        raise RuntimeError(f"gdvision edges failed: {res.stderr.strip()}")
+    return wall, json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def _with_worker(src: Path, tmp: Path, threads: int, env: dict[str, str]) -> tuple[float, dict[str, Any], float]:
+    """The same call served by a warm worker (``gdvision worker start`` in a private GDVISION_WORKER_DIR).
+
+    Returns (wall seconds of the call, its JSON summary, seconds ``worker start`` took). The worker is started
+    with the calls' environment (it declines calls whose OMP_NUM_THREADS differs) and stopped afterwards.
+    """
+    wdir = tmp / "worker"
+    wdir.mkdir(mode=0o700)
+    wenv = dict(env, GDVISION_WORKER_DIR=str(wdir))
+    wenv.pop("GDVISION_WORKER", None)
+    worker = [sys.executable, "-m", "gdvision", "worker"]
+    t = time.perf_counter()
+    subprocess.run([*worker, "start", "--idle-timeout", "600"], check=True, capture_output=True, env=wenv, cwd=ROOT)
+    start_s = time.perf_counter() - t
+    try:
+        status = subprocess.run([*worker, "status", "--json"], capture_output=True, text=True, env=wenv, cwd=ROOT)
+        if not json.loads(status.stdout.strip().splitlines()[-1]).get("running"):
+            raise RuntimeError(f"the worker did not start: {status.stdout.strip()} {status.stderr.strip()}")
+        wall, summary = _run_cli(src, tmp / "gd_worker", threads, wenv)
+        after = subprocess.run([*worker, "status", "--json"], capture_output=True, text=True, env=wenv, cwd=ROOT)
+        served = json.loads(after.stdout.strip().splitlines()[-1])
+    finally:
+        subprocess.run([*worker, "stop"], capture_output=True, env=wenv, cwd=ROOT)
+    if not served.get("calls_served"):
+        raise RuntimeError(f"the call was not served by the worker: {served}")
+    return wall, summary, start_s
+
+
+def bench_files(n_files: int, threads: int, size: int, with_worker: bool = True) -> dict[str, object]:
     import imageio.v3 as iio
 
     photos = [iio.imread(p) for p in sorted((ROOT / "sample_data" / "natural").glob("*.png"))]
@@ -177,14 +218,8 @@ def bench_files(n_files: int, threads: int, size: int) -> dict[str, object]:
             ph = photos[i % len(photos)]
             y0, x0 = rng.integers(0, ph.shape[0] - size), rng.integers(0, ph.shape[1] - size)
             iio.imwrite(src / f"img_{i:04d}.png", ph[y0 : y0 + size, x0 : x0 + size, :3])
-        cmd = [sys.executable, "-m", "gdvision", "edges", str(src), "-o", str(Path(tmp) / "gd"), "--json"]
-        cmd += ["--device", "cpu", "--batch-size", "32", "--threads", str(threads)]
-        t = time.perf_counter()
-        res = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT)
-        gd_wall = time.perf_counter() - t
-        if res.returncode != 0:
-            raise RuntimeError(f"gdvision edges failed: {res.stderr.strip()}")
-        gd_json = json.loads(res.stdout.strip().splitlines()[-1])
+        gd_wall, gd_json = _run_cli(src, Path(tmp) / "gd", threads, dict(env, GDVISION_WORKER="0"))
+        worker = _with_worker(src, Path(tmp), threads, env) if with_worker else None
         t = time.perf_counter()
         res = subprocess.run(
             [sys.executable, "-c", _OPENCV_SCRIPT, str(src), str(Path(tmp) / "cv"), str(threads)],
@@ -214,6 +249,21 @@ def bench_files(n_files: int, threads: int, size: int) -> dict[str, object]:
             },
             "max_abs_png_difference_first_file": int(np.abs(a - b).max()),
         }
+        if worker is not None:
+            wk_wall, wk_json, start_s = worker
+            out["gdvision_cli_worker"] = {
+                "wall_s": round(wk_wall, 3),
+                "files_per_s_wall": round(n_files / wk_wall, 1),
+                "inner_s": wk_json["seconds"],
+                "files_per_s_inner": wk_json["files_per_s"],
+                "worker_start_s": round(start_s, 3),
+            }
+    if worker is not None:
+        print(
+            f"CLI on {n_files} PNGs with a warm worker: gdvision {out['gdvision_cli_worker']['files_per_s_wall']} "
+            f"files/s (inside the process {out['gdvision_cli_worker']['files_per_s_inner']})",
+            flush=True,
+        )
     print(
         f"CLI on {n_files} PNGs: gdvision {out['gdvision_cli']['files_per_s_wall']} files/s "
         f"(inside the process {out['gdvision_cli']['files_per_s_inner']}), OpenCV script "
@@ -232,6 +282,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--batches", default="1,8,32,128")
     ap.add_argument("--skip-files", action="store_true", help="only the library benchmark")
+    ap.add_argument("--skip-library", action="store_true", help="only the CLI benchmark on files")
+    ap.add_argument("--no-worker", action="store_true", help="skip the CLI row served by a warm worker")
     ap.add_argument("--device", default="cpu", help="where gdvision and kornia compute in the library benchmark")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "edges.json")
     args = ap.parse_args()
@@ -255,9 +307,10 @@ def main() -> None:
         "versions": {"torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
         "device": args.device,
     }
-    result["library"] = bench_library(batches, reps, args.threads, args.size, args.device)
+    if not args.skip_library:
+        result["library"] = bench_library(batches, reps, args.threads, args.size, args.device)
     if not args.skip_files:
-        result["cli_files"] = bench_files(n_files, args.threads, args.size)
+        result["cli_files"] = bench_files(n_files, args.threads, args.size, not args.no_worker)
     result["machine"]["load_avg_at_end"] = os.getloadavg()  # type: ignore[index]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -18,6 +18,7 @@ over the target, so a crash never leaves a half-written result and readers never
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -144,8 +145,6 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
             return np.load(path, allow_pickle=False), False
         except Exception as exc:  # noqa: BLE001 - any decoder failure is an input error
             raise InputError(f"cannot read array '{path}': {exc}") from None
-    import imageio.v3 as iio
-
     from gdvision.io.png16 import decode_png16, needs_own_decoder
 
     try:
@@ -153,12 +152,35 @@ def _decode(path: Path) -> tuple[np.ndarray, bool]:
             return _decode_tiff(path)
         if suffix == ".png":
             data = path.read_bytes()
-            arr = decode_png16(data) if needs_own_decoder(data) else iio.imread(path)
+            arr = decode_png16(data) if needs_own_decoder(data) else _plain_png(data)
+            if arr is None:
+                arr = _imageio_read(path)
         else:
-            arr = iio.imread(path)
+            arr = _imageio_read(path)
         return arr, arr.ndim == 3 and arr.shape[2] in (2, 4)  # gray+alpha or RGBA
     except Exception as exc:  # noqa: BLE001
         raise InputError(f"cannot read image '{path}': {_decoder_reason(exc, path)}") from None
+
+
+def _imageio_read(path: Path) -> np.ndarray:
+    """``imageio.v3.imread(path)``, imported on first use (0.15 s that a folder of plain PNGs never needs)."""
+    import imageio.v3 as iio
+
+    return iio.imread(path)
+
+
+def _plain_png(data: bytes) -> np.ndarray | None:
+    """Pillow's decode of a single-frame L, LA, RGB or RGBA PNG from its bytes, as ``imageio.v3.imread`` gives it.
+
+    Saves imageio's per-file overhead (about 0.8 ms of 2.6 ms for a 256x256 RGB file). None for any other mode
+    (palette, 1-bit, 16-bit gray, animated), which imageio decodes.
+    """
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        if im.mode not in ("L", "LA", "RGB", "RGBA") or getattr(im, "n_frames", 1) != 1:
+            return None
+        return np.asarray(im)
 
 
 def _decoder_reason(exc: BaseException, path: Path) -> str:
