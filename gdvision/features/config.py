@@ -27,6 +27,7 @@ from gdvision.errors import UsageError
 DETECTORS = ("dog", "hessian")
 MATCHERS = ("ratio", "mnn", "smnn")
 MATCH_MODELS = ("homography", "fundamental")
+LAYOUTS = ("gdvision", "opencv")
 
 
 @dataclass
@@ -47,6 +48,10 @@ class FeatureConfig:
         root: RootSIFT descriptors.
         patch_size: descriptor samples per patch side; chunk: keypoints per descriptor chunk.
         max_orientations: orientations per keypoint (secondary peaks >= 0.8 of the highest).
+        layout: ``gdvision`` (the pipeline above) or ``opencv``: a differentiable replica of OpenCV's SIFT
+            (:mod:`gdvision.features.opencv_layout`: its doubled octave, pixel-grid orientation histogram and
+            descriptor layout; uses ``contrast_threshold``, ``edge_threshold``, ``sigma0``, ``scales_per_octave``
+            and ``max_features``, 0 = all as OpenCV's ``nfeatures=0``; DoG only).
     """
 
     detector: str = "dog"
@@ -61,6 +66,7 @@ class FeatureConfig:
     patch_size: int = 16
     chunk: int = 2048
     max_orientations: int = 2
+    layout: str = "gdvision"
 
     def validate(self) -> None:
         """UsageError naming the first field that cannot work."""
@@ -74,6 +80,9 @@ class FeatureConfig:
         check_number(self.patch_size, "patch_size", low=4, high=64, integer=True)
         check_number(self.chunk, "chunk", low=1, integer=True)
         check_number(self.max_orientations, "max_orientations", low=1, high=8, integer=True)
+        check_choice(self.layout, "layout", LAYOUTS)
+        if self.layout == "opencv" and self.detector != "dog":
+            raise UsageError(f"layout opencv works only with detector dog, got {self.detector}")
 
 
 @dataclass
@@ -115,4 +124,4 @@ class MatchConfig:
             raise UsageError(f"refine works only with model homography, got {self.model}")
 
 
-__all__ = ["DETECTORS", "MATCHERS", "MATCH_MODELS", "FeatureConfig", "MatchConfig"]
+__all__ = ["DETECTORS", "LAYOUTS", "MATCHERS", "MATCH_MODELS", "FeatureConfig", "MatchConfig"]

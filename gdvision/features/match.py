@@ -93,6 +93,11 @@ def detect_and_describe(img: torch.Tensor, config: FeatureConfig | None = None) 
     h, w = gray.shape[-2:]
     if min(h, w) < 16:
         raise InputError(f"image too small for feature detection ({w}x{h}; need at least 16x16)")
+    if cfg.layout == "opencv":  # the replica of OpenCV's SIFT
+        from gdvision.features.opencv_layout import opencv_features
+
+        kp, ang, desc = opencv_features(gray, cfg)
+        return Features(kp.xy, kp.scale, ang, kp.response, desc, kp.batch, kp.octave, kp.level)
     # auto: the doubled octave's small scales at native resolution (fine_first), up to double_max_pixels
     fine = cfg.double_first is None and h * w <= cfg.double_max_pixels
     ss = build_scale_space(gray, cfg.sigma0, cfg.scales_per_octave, bool(cfg.double_first), fine_first=fine)
