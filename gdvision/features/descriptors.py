@@ -28,6 +28,7 @@ from gdvision.features.scale_space import (
 )
 
 DESCRIPTOR_SIZE = 128
+VOTE_BLOCK = 128  # keypoints per block of the orientation votes (CPU cache)
 
 
 def spatial_weights(patch_size: int, d: int = 4, dtype: torch.dtype = torch.float32, device=None) -> torch.Tensor:
@@ -131,15 +132,20 @@ def sift_descriptors(
         m = mag.reshape(kk, 1, -1)
         pp = m.shape[-1]
         nb = n_orient + 2  # votes into bins b0, b0 + 1 without wrap-around, folded after the spatial sums
-        # linear vote into the two nearest orientation bins: (kk, nb, P*P), as flat index_add (faster on CPU than
-        # scatter_add along dim 1); entry (k, o, p) is at (k * nb + o) * P*P + p
+        # linear vote into the two nearest orientation bins: (kk, nb, P*P) with entry (k, o, p)
         mf = m * fr
-        lin = (torch.arange(kk, device=dev).view(-1, 1, 1) * (nb * pp) + torch.arange(pp, device=dev)).add_(b0 * pp)
-        wo = torch.zeros(kk * nb * pp, dtype=dt, device=dev)
-        wo = wo.index_add_(0, lin.view(-1), (m - mf).view(-1))
-        wo = wo.index_add_(0, lin.view(-1) + pp, mf.view(-1)).view(kk, nb, pp)
-        # bilinear spatial vote and Gaussian window: (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
-        desc = fold_bins((wo.view(-1, pp) @ wsp).view(kk, nb, -1), n_orient, 1)
+        ml = m - mf
+        # in blocks of VOTE_BLOCK keypoints (the (block, nb, P*P) votes stay in cache): each sample writes its two
+        # bins b0, b0 + 1 (distinct places, so a plain scatter, 2-3x faster than index_add), then the bilinear
+        # spatial vote and Gaussian window as one product: (block * nb, P*P) @ (P*P, d*d)
+        sp = []
+        for b in range(0, kk, VOTE_BLOCK):
+            e = min(kk, b + VOTE_BLOCK)
+            wo = torch.zeros(e - b, nb, pp, dtype=dt, device=dev)
+            wo = wo.scatter_(1, b0[b:e], ml[b:e]).scatter_(1, b0[b:e] + 1, mf[b:e])
+            sp.append(wo.view(-1, pp) @ wsp)
+        # (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
+        desc = fold_bins(torch.cat(sp).view(kk, nb, -1), n_orient, 1)
         desc = desc.transpose(1, 2).reshape(kk, -1)
         outs.append(desc)
     return normalize_sift(torch.cat(outs), root=root)
