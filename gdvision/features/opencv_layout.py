@@ -258,7 +258,7 @@ def _pixel_patches(
     n = t.numel()
     pts = centre.unsqueeze(1) + torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).unsqueeze(0)
     vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
-    mag, ang = patch_gradients(vals)
+    mag, ang = patch_gradients(vals, tiny=1e-20)  # no gradient from vanishing differences (atan2 backward)
     off = torch.stack([gx[1:-1, 1:-1].reshape(-1), gy[1:-1, 1:-1].reshape(-1)], -1)
     p = centre.unsqueeze(1) + off.unsqueeze(0)  # (K, P, 2)
     _, _, sizes = _octave_frame(ss, kp)
