@@ -102,13 +102,13 @@ def edges(
     opts.check_positive("--batch-size", batch_size)
     if manifest is None and not inputs:
         raise UsageError("give image files, folders or globs, or --manifest FILE")
-    opts.set_threads(threads)
     if manifest is not None:
         from gdvision.tasks.edges import EdgesJob
 
+        opts.set_threads(threads)
         opts.run_manifest_command(lambda d: EdgesJob(cfg, d, fmt, workers), {**locals(), **batch})
         return
-    from gdvision.device import resolve_device
+    from gdvision.device import parse_device
     from gdvision.io.images import list_images
     from gdvision.tasks.edges import plan_edges, run_edges
 
@@ -116,15 +116,16 @@ def edges(
     if not paths:
         raise UsageError(f"no images found in {', '.join(inputs or [])}")
     plan = plan_edges(paths, out_dir, fmt, overwrite)  # every output claimed before any work
-    dev = resolve_device(device)
+    parse_device(device)  # a malformed --device is a usage error before anything starts
     with progress_bar(not quiet and not json_out, "edges") as update:
-        summary = run_edges(
+        summary = run_edges(  # decoding starts while torch is imported (device and threads are applied then)
             plan,
             cfg,
-            dev,
+            device,
             batch_size=batch_size,
             workers=workers,
             progress=lambda done, total, info: update(completed=done, total=total, info=info),
+            threads=threads,
         )
     for path, err in summary.failures:
         typer.echo(f"error: {path}: {err}" if path not in err else f"error: {err}", err=True)

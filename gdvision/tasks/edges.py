@@ -31,8 +31,9 @@ Example:
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -44,9 +45,8 @@ import numpy as np
 from gdvision._checks import check_choice
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.filters.config import EdgeConfig
-from gdvision.io.images import atomic_write_bytes, encode_png, read_image, write_npy
+from gdvision.io.images import LoadedImage, atomic_write_bytes, encode_png, read_image, write_npy
 from gdvision.io.png16 import encode_png_array
-from gdvision.runs.prefetch import prefetch
 from gdvision.tasks.outputs import OutputPolicy
 from gdvision.tasks.protocol import Item, Outcome
 
@@ -178,10 +178,12 @@ def quantize8(y: torch.Tensor) -> torch.Tensor:
     """
     import torch
 
-    f = torch.nan_to_num(y.float(), nan=0.0, posinf=1.0, neginf=0.0).mul_(255.0).round_().clamp_(0.0, 255.0)
+    # nan_to_num after the scaling: NaN -> 0 and +-inf -> 255 / 0, as nan_to_num(nan=0, posinf=1, neginf=0) before it
+    f = torch.mul(y.float(), 255.0).round_().nan_to_num_(0.0, 255.0, 0.0).clamp_(0.0, 255.0).to(torch.uint8)
+    if f.shape[1] == 1:
+        return f.permute(0, 2, 3, 1)
     q = torch.empty((y.shape[0], y.shape[2], y.shape[3], y.shape[1]), dtype=torch.uint8)
-    q.permute(0, 3, 1, 2).copy_(f)  # conversion and (C, H, W) -> (H, W, C) in one pass
-    return q
+    return q.permute(0, 3, 1, 2).copy_(f).permute(0, 2, 3, 1)  # (C, H, W) -> (H, W, C) in uint8: the cheapest copy
 
 
 def _one_line(exc: BaseException) -> str:
@@ -219,23 +221,89 @@ class EdgeRunSummary:
         }
 
 
+_READ_AHEAD_BYTES = 256 << 20  # decoded images held ahead of the compute (at least 2 batches' worth of files)
+
+
+class _ReadAhead:
+    """Decode files in order in ``pool``, fed by a thread of its own, up to ``_READ_AHEAD_BYTES`` of decoded
+    images ahead of the consumer (at least ``least`` files). The feeder keeps submitting while the main thread
+    imports torch (~1-3 s of a command's start), so most of a folder of small images is decoded by the time
+    the first batch computes. Iterating yields ``(input, output, future of read_image(input))`` in order.
+    """
+
+    def __init__(self, pool: Executor, pairs: list[tuple[Path, Path]], least: int) -> None:
+        self._pool, self._pairs, self._least = pool, pairs, max(1, least)
+        self._futs: list[Future[LoadedImage] | None] = [None] * len(pairs)
+        self._consumed, self._size, self._closed = 0, 0, False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._feed, name="gdvision-read-ahead", daemon=True)
+
+    def __enter__(self) -> _ReadAhead:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+        self._thread.join()
+
+    def _may_submit(self, i: int) -> bool:
+        ahead = i - self._consumed
+        return ahead < self._least or (self._size > 0 and ahead * self._size < _READ_AHEAD_BYTES)
+
+    def _learn_size(self, fut: Future[LoadedImage]) -> None:
+        if fut.cancelled() or fut.exception() is not None:
+            return
+        with self._cv:
+            self._size = max(self._size, fut.result().array.nbytes)
+            self._cv.notify_all()
+
+    def _feed(self) -> None:
+        for i, (p, _) in enumerate(self._pairs):
+            with self._cv:
+                while not self._closed and not self._may_submit(i):
+                    self._cv.wait()
+                if self._closed:
+                    return
+                fut = self._futs[i] = self._pool.submit(read_image, p)
+                self._cv.notify_all()
+            fut.add_done_callback(self._learn_size)
+
+    def __iter__(self) -> Iterator[tuple[Path, Path, Future[LoadedImage]]]:
+        for i, (p, o) in enumerate(self._pairs):
+            with self._cv:
+                while self._futs[i] is None:
+                    self._cv.wait()
+                fut, self._futs[i] = self._futs[i], None
+                self._consumed = i + 1
+                self._cv.notify_all()
+            yield p, o, fut  # type: ignore[misc]
+
+
 def run_edges(
     plan: EdgePlan,
     cfg: EdgeConfig,
-    device: torch.device,
+    device: torch.device | str,
     batch_size: int = 16,
     workers: int = 2,
     progress: Callable[[int, int, str], None] | None = None,
+    threads: int = 0,
 ) -> EdgeRunSummary:
     """Compute the edge maps of a plan's files and write them (``gdvision edges FILES -o DIR``).
+
+    Decoding starts first, in the worker threads, so that it overlaps the import of torch when ``device`` is
+    a string (``auto``, ``cpu``, ``cuda``...: resolved once reading is under way).
 
     Args:
         plan: inputs and their claimed outputs, from :func:`plan_edges`.
         cfg: what to compute (:class:`~gdvision.filters.config.EdgeConfig`).
-        device: where to compute.
+        device: where to compute (a torch device, or its name).
         batch_size: images of the same size computed together.
         workers: threads for decoding and encoding.
         progress: called as ``progress(done, total, info)`` after each file.
+        threads: torch threads (0: torch's default), set once reading is under way. On the CPU with
+            ``workers >= 2`` the batches compute with one torch thread (the files are the parallel unit).
 
     Returns:
         an :class:`EdgeRunSummary`; a file that cannot be read or written is a failure in it, not an exception.
@@ -266,54 +334,80 @@ def run_edges(
         summary.failures.append((str(p), _one_line(exc)))
         tick()
 
-    with ThreadPoolExecutor(max_workers=workers) as pool, _one_compute_thread(device, workers):
-        compute = EdgeBatch(cfg, device, plan.fmt, pool)
-        pending: list[tuple[Path, Future[None]]] = []
-
-        def drain(block: bool) -> None:
-            keep = []
-            for p, fut in pending:
-                if not (block or fut.done()):
-                    keep.append((p, fut))
-                    continue
-                try:
-                    fut.result()
-                except Exception as exc:  # noqa: BLE001 - reported per file
-                    fail(p, exc)
-                else:
-                    summary.written += 1
-                    tick()
-            pending[:] = keep
-
-        def flush(group: list[tuple[Path, Path, np.ndarray]]) -> None:
-            try:
-                _, futures = compute([a for _, _, a in group], [o for _, o, _ in group])
-            except (GdvisionError, ValueError, RuntimeError) as exc:  # the batch fails, the run goes on
-                if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
-                    raise
-                for p, _, _ in group:
-                    fail(p, exc)
-                return
-            summary.batches += 1
-            pending.extend((p, fut) for (p, _, _), fut in zip(group, futures, strict=True))
-            drain(block=False)
-
-        groups: dict[tuple[int, ...], list[tuple[Path, Path, np.ndarray]]] = {}
-        ahead = max(2 * batch_size, 2 * workers)
-        for (p, o), fut in prefetch(pool, lambda po: read_image(po[0]), todo, ahead):
-            try:
-                arr = fut.result().array
-            except Exception as exc:  # noqa: BLE001 - corrupt/unreadable file: report and go on
-                fail(p, exc)
-                continue
-            groups.setdefault(arr.shape, []).append((p, o, arr))
-            if len(groups[arr.shape]) >= batch_size:
-                flush(groups.pop(arr.shape))
-        for key in list(groups):
-            flush(groups.pop(key))
-        drain(block=True)
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        _ReadAhead(pool, todo, max(2 * batch_size, 2 * workers)) as ahead,
+    ):
+        device = _start_torch(device, threads)
+        with _one_compute_thread(device, workers):
+            _run_batches(ahead, EdgeBatch(cfg, device, plan.fmt, pool), batch_size, summary, fail, tick)
     summary.seconds = time.perf_counter() - t0
     return summary
+
+
+def _start_torch(device: torch.device | str, threads: int) -> torch.device:
+    """Import torch (the slow part of a command's start), apply ``threads`` and resolve ``device``."""
+    import torch
+
+    from gdvision.device import resolve_device
+
+    if threads:
+        torch.set_num_threads(threads)
+    return device if isinstance(device, torch.device) else resolve_device(device)
+
+
+def _run_batches(
+    ahead: Iterable[tuple[Path, Path, Future[LoadedImage]]],
+    compute: EdgeBatch,
+    batch_size: int,
+    summary: EdgeRunSummary,
+    fail: Callable[[Path, BaseException], None],
+    tick: Callable[[], None],
+) -> None:
+    """Group decoded images by shape, compute full groups as they fill (the rest at the end), collect the writes."""
+    pending: list[tuple[Path, Future[None]]] = []
+
+    def drain(block: bool) -> None:
+        keep = []
+        for p, fut in pending:
+            if not (block or fut.done()):
+                keep.append((p, fut))
+                continue
+            try:
+                fut.result()
+            except Exception as exc:  # noqa: BLE001 - reported per file
+                fail(p, exc)
+            else:
+                summary.written += 1
+                tick()
+        pending[:] = keep
+
+    def flush(group: list[tuple[Path, Path, np.ndarray]]) -> None:
+        try:
+            _, futures = compute([a for _, _, a in group], [o for _, o, _ in group])
+        except (GdvisionError, ValueError, RuntimeError) as exc:  # the batch fails, the run goes on
+            if isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower():
+                raise
+            for p, _, _ in group:
+                fail(p, exc)
+            return
+        summary.batches += 1
+        pending.extend((p, fut) for (p, _, _), fut in zip(group, futures, strict=True))
+        drain(block=False)
+
+    groups: dict[tuple[int, ...], list[tuple[Path, Path, np.ndarray]]] = {}
+    for p, o, fut in ahead:
+        try:
+            arr = fut.result().array
+        except Exception as exc:  # noqa: BLE001 - corrupt/unreadable file: report and go on
+            fail(p, exc)
+            continue
+        groups.setdefault(arr.shape, []).append((p, o, arr))
+        if len(groups[arr.shape]) >= batch_size:
+            flush(groups.pop(arr.shape))
+    for key in list(groups):
+        flush(groups.pop(key))
+    drain(block=True)
 
 
 @contextmanager
