@@ -164,11 +164,30 @@ def _nms(
             # a minimum (D < 0); this misses only extrema next to a stronger one of the opposite sign
             x = x.abs()
         c = x[:, 1:-1, 1:-1, 1:-1]
-        mx = _max3(_max3(_max3(x, 1), 2), 3)
+        # c >= max(window) and c > threshold in one comparison: the window maximum raised to the next value above
+        # the threshold (the threshold as the response's dtype compares it, so the same samples pass)
+        t = torch.tensor(threshold, dtype=x.dtype)
+        mx = _max3(_max3(_max3(x, 1), 2), 3).clamp_min_(float(torch.nextafter(t, t.new_tensor(float("inf")))))
         ok = torch.ge(c, mx, out=torch.empty(mx.shape, dtype=torch.bool, device=mx.device))
-        idx = torch.nonzero(ok.logical_and_(c > threshold))
+        idx = _nonzero4(ok)
         found.append(idx + idx.new_tensor([0, lo, y0, bd]))
     return torch.cat(found)
+
+
+def _nonzero4(ok: torch.Tensor) -> torch.Tensor:
+    """``torch.nonzero`` of a contiguous 4-d bool mask that is mostly False: (K, 4) long in the same order.
+
+    On CPU the mask is first scanned as 8-byte words (one nonzero over 1/8 of the elements, then only the
+    words that hold a True): several times faster than ``torch.nonzero`` at the sparsity of extrema.
+    """
+    flat = ok.reshape(-1)
+    if ok.device.type != "cpu" or flat.numel() % 8 or not ok.is_contiguous():
+        return torch.nonzero(ok)
+    words = torch.nonzero(flat.view(torch.int64))[:, 0]
+    sub = torch.nonzero(flat.view(-1, 8).index_select(0, words))
+    lin = words.index_select(0, sub[:, 0]).mul_(8).add_(sub[:, 1])
+    _, s, h, w = ok.shape
+    return torch.stack([lin // (s * h * w), lin // (h * w) % s, lin // w % h, lin % w], 1)
 
 
 _OFFSETS = [(ds, dy, dx) for ds in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
@@ -195,7 +214,7 @@ def _fit(
         lin = start + ((b * L + s) * h + y) * w + x
         ds, dy, dx = (t.to(resp.device).unsqueeze(0) for t in (_DS, _DY, _DX))
         off = (ds * h.unsqueeze(1) + dy) * w.unsqueeze(1) + dx
-    n = resp.reshape(-1)[(lin.unsqueeze(1) + off).reshape(-1)].reshape(-1, 27)
+    n = resp.reshape(-1).index_select(0, (lin.unsqueeze(1) + off).reshape(-1)).reshape(-1, 27)
     return _solve27(n)
 
 
