@@ -49,7 +49,7 @@ import torch.nn.functional as F
 
 from gdvision.features.descriptors import normalize_sift
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, patch_gradients, sample_patches
+from gdvision.features.scale_space import ScaleSpace, patch_gradients
 from gdvision.filters.kernels import gaussian_kernel1d
 from gdvision.filters.separable import pad
 
@@ -72,8 +72,12 @@ def opencv_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     r = ksize // 2
     h, w = x.shape[-2:]
     xp = pad(x, r, r, r, r, "reflect101")
-    rows = sum(xp[..., :, i : i + w] * k[i] for i in range(ksize))
-    return sum(rows[..., i : i + h, :] * k[i] for i in range(ksize))
+    for dim, n in ((-1, w), (-2, h)):  # symmetric taps: one multiply-add per pair (in place: autograd keeps none)
+        y = xp.narrow(dim, r, n) * k[r]
+        for i in range(1, r + 1):
+            y = y.add_(xp.narrow(dim, r - i, n) + xp.narrow(dim, r + i, n), alpha=k[r + i])
+        xp = y
+    return xp
 
 
 def opencv_scale_space(gray: torch.Tensor, sigma0: float = 1.6, scales_per_octave: int = 3) -> ScaleSpace:
@@ -244,27 +248,46 @@ def _octave_frame(ss: ScaleSpace, kp: Keypoints) -> tuple[torch.Tensor, torch.Te
 
 
 def _pixel_patches(
-    ss: ScaleSpace, kp: Keypoints, centre: torch.Tensor, radius: int
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Gradients of the pixels within ``radius`` (a square) of integer octave positions ``centre`` (K, 2).
+    ss: ScaleSpace, kp: Keypoints, centre: torch.Tensor, groups: list[tuple[int, torch.Tensor]]
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """Gradients of the pixels within a square of integer octave positions ``centre`` (K, 2), on each keypoint's
+    Gaussian level, for ``groups`` ``[(radius, keypoint indices), ...]`` (:func:`_by_radius`).
 
-    Returns ``(magnitude, angle, offsets, inside)``: (K, P) magnitude and y-down angle (radians) of the central
-    differences, (P, 2) integer offsets (j, i) and (K, P) bool: the pixel has both neighbours in the image
-    (OpenCV's ``0 < x < cols - 1``, same in y).
+    Per group ``(magnitude, angle, offsets, inside)``: (k, P) magnitude and y-down angle (radians) of the central
+    differences, (P, 2) integer offsets (j, i) and (k, P) bool: the pixel has both neighbours in the image
+    (OpenCV's ``0 < x < cols - 1``, same in y; the others get arbitrary values). All the pixels are read in one
+    gather from the levels (so the backward pass writes one gradient of the scale space, not one per group).
     """
-    k = centre.shape[0]
-    t = torch.arange(-radius - 1, radius + 2, dtype=centre.dtype, device=centre.device)
-    gy, gx = torch.meshgrid(t, t, indexing="ij")
-    n = t.numel()
-    pts = centre.unsqueeze(1) + torch.stack([gx.reshape(-1), gy.reshape(-1)], -1).unsqueeze(0)
-    vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
-    mag, ang = patch_gradients(vals, tiny=1e-20)  # no gradient from vanishing differences (atan2 backward)
-    off = torch.stack([gx[1:-1, 1:-1].reshape(-1), gy[1:-1, 1:-1].reshape(-1)], -1)
-    p = centre.unsqueeze(1) + off.unsqueeze(0)  # (K, P, 2)
-    _, _, sizes = _octave_frame(ss, kp)
-    lim = (sizes - 1).to(p.dtype).unsqueeze(1)
-    inside = ((p > 0) & (p < lim)).all(-1)
-    return mag.reshape(k, -1), ang.reshape(k, -1), off, inside
+    dev = centre.device
+    starts = [0]
+    for o in ss.octaves[:-1]:
+        starts.append(starts[-1] + o.numel())
+    geo = torch.tensor([[st, *o.shape[1:]] for st, o in zip(starts, ss.octaves, strict=True)], device=dev)
+    start, nl, h, w = geo[kp.octave].unbind(1)
+    base = start + (kp.batch * nl + kp.level) * h * w
+    lins, sizes = [], []
+    for r, idx in groups:
+        t = torch.arange(-r - 1, r + 2, device=dev)
+        hi, wi = h[idx].unsqueeze(1), w[idx].unsqueeze(1)
+        xs = (centre[idx, 0].long().unsqueeze(1) + t).clamp(torch.zeros_like(wi), wi - 1)  # (k, n)
+        ys = (centre[idx, 1].long().unsqueeze(1) + t).clamp(torch.zeros_like(hi), hi - 1)
+        lin = (base[idx].unsqueeze(1) + ys * wi).unsqueeze(2) + xs.unsqueeze(1)  # (k, n, n)
+        lins.append(lin.reshape(-1))
+        sizes.append(lin.numel())
+    flat = torch.cat([o.reshape(-1) for o in ss.octaves])
+    allv = flat[torch.cat(lins)] if lins else flat[:0]
+    out = []
+    for (r, idx), vals in zip(groups, torch.split(allv, sizes), strict=True):
+        k, n = len(idx), 2 * r + 3
+        mag, ang = patch_gradients(vals.view(k, n, n), tiny=1e-20)  # no gradient from vanishing differences
+        tt = torch.arange(-r, r + 1, dtype=centre.dtype, device=dev)
+        gy, gx = torch.meshgrid(tt, tt, indexing="ij")
+        off = torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)
+        p = centre[idx].unsqueeze(1) + off.unsqueeze(0)  # (k, P, 2)
+        lim = torch.stack([w[idx], h[idx]], -1).to(p.dtype).sub(1).unsqueeze(1)
+        inside = ((p > 0) & (p < lim)).all(-1)
+        out.append((mag.reshape(k, -1), ang.reshape(k, -1), off, inside))
+    return out
 
 
 def _by_radius(radius: torch.Tensor, chunk: int) -> list[tuple[int, torch.Tensor]]:
@@ -285,9 +308,8 @@ def orientation_histograms_cv(ss: ScaleSpace, kp: Keypoints, chunk: int = 256) -
     sig = sig.detach()
     radius = torch.round(4.5 * sig).long()
     hist = kp.xy.new_zeros(k, ORI_BINS)
-    for r, idx in _by_radius(radius, chunk):
-        sub = kp.index(idx)
-        mag, ang, off, inside = _pixel_patches(ss, sub, centre[idx], r)
+    groups = _by_radius(radius, chunk)
+    for (_, idx), (mag, ang, off, inside) in zip(groups, _pixel_patches(ss, kp, centre, groups), strict=True):
         s = 1.5 * sig[idx]
         w = torch.exp(-(off * off).sum(-1).unsqueeze(0) / (2 * s * s).unsqueeze(1)) * inside
         b = torch.remainder(torch.round(ang.detach() * (ORI_BINS / (2 * math.pi))), ORI_BINS).long()
@@ -325,27 +347,34 @@ def opencv_descriptors(
     diag = torch.sqrt((sizes.to(sig.dtype) ** 2).sum(-1)).floor()
     radius = torch.minimum(torch.round(hw.detach() * math.sqrt(2.0) * (d + 1) * 0.5), diag).long()
     out = kp.xy.new_zeros(k, d * d * n)
-    cells = torch.arange(d, dtype=kp.xy.dtype, device=kp.xy.device)
-    for r, idx in _by_radius(radius, chunk):
-        sub = kp.index(idx)
-        mag, phi, off, inside = _pixel_patches(ss, sub, centre[idx], r)
+    corner = torch.tensor(
+        [(dr * (d + 2) + dc) * n for dr in (0, 1) for dc in (0, 1) for _ in (0, 1)], device=kp.xy.device
+    )
+    groups = _by_radius(radius, chunk)
+    for (_, idx), (mag, phi, off, inside) in zip(groups, _pixel_patches(ss, kp, centre, groups), strict=True):
+        kk = len(idx)
         th = angle[idx].unsqueeze(1)
         ct, st = torch.cos(th) / hw[idx].unsqueeze(1), torch.sin(th) / hw[idx].unsqueeze(1)
         u = off[:, 0] * ct + off[:, 1] * st  # (kk, P): along the keypoint direction, in cells
         v = off[:, 1] * ct - off[:, 0] * st
-        m = mag * torch.exp(-(u * u + v * v) / (d * d * 0.5)) * inside
-        wr = (1 - (v.unsqueeze(-1) + (d / 2 - 0.5) - cells).abs()).clamp_min(0)  # (kk, P, d) rows
-        wc = (1 - (u.unsqueeze(-1) + (d / 2 - 0.5) - cells).abs()).clamp_min(0)  # columns
+        rb, cb = v + (d / 2 - 0.5), u + (d / 2 - 0.5)
+        ok = inside & (rb > -1) & (rb < d) & (cb > -1) & (cb < d)
+        m = mag * torch.exp(-(u * u + v * v) / (d * d * 0.5)) * ok
         f = torch.remainder((th - phi) * (n / (2 * math.pi)), n)
-        o0 = torch.floor(f.detach())
-        fr = f - o0
+        r0, c0, o0 = (torch.floor(z.detach()) for z in (rb, cb, f))
+        fr, fc, fo = rb - r0, cb - c0, f - o0
+        # trilinear votes into (d + 2) x (d + 2) x n bins (rows and columns -1 and d dropped afterwards), as OpenCV
+        wr = torch.stack([m - m * fr, m * fr], -1)  # (kk, P, 2)
+        wrc = torch.stack([wr - wr * fc.unsqueeze(-1), wr * fc.unsqueeze(-1)], -1)  # (kk, P, 2, 2)
+        fo = fo.unsqueeze(-1).unsqueeze(-1)
+        vals = torch.stack([wrc - wrc * fo, wrc * fo], -1)  # (kk, P, 2 rows, 2 cols, 2 orientations)
+        cell = ((r0.long() + 1).clamp(0, d) * (d + 2) + (c0.long() + 1).clamp(0, d)) * n
         o0 = o0.long() % n
-        wo = torch.zeros(*m.shape, n, dtype=m.dtype, device=m.device)
-        wo = wo.scatter_add(-1, o0.unsqueeze(-1), (m * (1 - fr)).unsqueeze(-1))
-        wo = wo.scatter_add(-1, ((o0 + 1) % n).unsqueeze(-1), (m * fr).unsqueeze(-1))
-        co = (wc.unsqueeze(-1) * wo.unsqueeze(-2)).flatten(2)  # (kk, P, d * n)
-        desc = torch.bmm(wr.transpose(1, 2), co).reshape(len(idx), -1)  # (row, col, o)
-        out = out.index_put((idx,), desc)
+        orient = torch.stack([o0, (o0 + 1) % n], -1).repeat(1, 1, 4)  # (kk, P, 8) in (row, col, o) order
+        bins = (cell.unsqueeze(-1) + corner) + orient
+        hist = kp.xy.new_zeros(kk, (d + 2) * (d + 2) * n).scatter_add(1, bins.view(kk, -1), vals.reshape(kk, -1))
+        hist = hist.view(kk, d + 2, d + 2, n)[:, 1 : d + 1, 1 : d + 1].reshape(kk, -1)
+        out = out.index_put((idx,), hist)
     return normalize_sift(out)
 
 
