@@ -24,7 +24,7 @@ from gdvision.features.scale_space import (
     ScaleSpace,
     fold_bins,
     gradient_votes,
-    sample_patches,
+    sample_affine_patches,
 )
 
 DESCRIPTOR_SIZE = 128
@@ -122,11 +122,9 @@ def sift_descriptors(
         bw = bin_factor * scale[sl] / step  # bin width in octave pixels
         ca, sa = torch.cos(angle[sl]), torch.sin(angle[sl])
         # patch axis u = (cos a, sin a), v = (-sin a, cos a) in pixel coordinates, bw pixels per bin:
-        # pts = c + grid_u * bw * u + grid_v * bw * v, two fused multiply-adds over (kk, n*n, 2)
-        u = (torch.stack([ca, sa], -1) * bw.unsqueeze(1)).unsqueeze(1)
-        v = (torch.stack([-sa, ca], -1) * bw.unsqueeze(1)).unsqueeze(1)
-        pts = torch.addcmul(c.unsqueeze(1), grid[None, :, 0:1], u).addcmul_(grid[None, :, 1:2], v)
-        vals = sample_patches(ss, batch[sl], octave[sl], level[sl], pts).view(kk, n, n)
+        # samples at c + grid_u * bw * u + grid_v * bw * v
+        axes = torch.stack([torch.stack([ca, sa], -1), torch.stack([-sa, ca], -1)], 1) * bw.view(-1, 1, 1)
+        vals = sample_affine_patches(ss, batch[sl], octave[sl], level[sl], c, axes, grid).view(kk, n, n)
         mag, b0, fr = gradient_votes(vals, n_orient, tiny=1e-20)
         b0, fr = b0.reshape(kk, 1, -1), fr.reshape(kk, 1, -1)
         m = mag.reshape(kk, 1, -1)

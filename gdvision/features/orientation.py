@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_patches
+from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_affine_patches
 
 NUM_BINS = 36
 
@@ -50,9 +50,9 @@ def orientation_histograms(
     ext = radius * window  # in units of sigma
     n = samples + 2
     h = 2.0 * ext / (samples - 1)  # spacing in sigma units
-    g = _grid(n, ext + h, dt, dev)  # (n*n, 2)
-    pts = (g.unsqueeze(0) * sig.view(-1, 1, 1)).add_(c.unsqueeze(1))
-    vals = sample_patches(ss, kp.batch, kp.octave, kp.level, pts).view(k, n, n)
+    g = _grid(n, ext + h, dt, dev)  # (n*n, 2): the samples at c + g * sigma
+    axes = sig.view(-1, 1, 1) * torch.eye(2, dtype=dt, device=dev)
+    vals = sample_affine_patches(ss, kp.batch, kp.octave, kp.level, c, axes, g).view(k, n, n)
     inner = _grid(samples, ext, dt, dev)
     r2 = (inner**2).sum(-1)
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)

@@ -223,6 +223,73 @@ def sample_patches(
     return out.to(points.dtype)
 
 
+def sample_affine_patches(
+    ss: ScaleSpace,
+    batch: torch.Tensor,
+    octave: torch.Tensor,
+    level: torch.Tensor,
+    centre: torch.Tensor,
+    axes: torch.Tensor,
+    grid: torch.Tensor,
+) -> torch.Tensor:
+    """Bilinear samples of each keypoint's Gaussian level on an affine image of one grid: :func:`sample_patches` at
+    ``centre[k] + grid[p, 0] * axes[k, 0] + grid[p, 1] * axes[k, 1]``.
+
+    Args:
+        ss: the scale space; batch, octave, level: (K,) long: image, octave and level each keypoint samples.
+        centre: (K, 2) ``(x, y)`` in the pixels of each keypoint's octave.
+        axes: (K, 2, 2): rows = the displacement ``(x, y)`` per unit of grid coordinate 0 and 1.
+        grid: (P, 2) the common sample grid.
+
+    Returns:
+        (K, P) values (0 outside the image), differentiable with respect to the image, ``centre`` and ``axes``.
+
+    The same values as :func:`sample_patches` (up to float rounding of the positions), faster on CPU: the positions
+    are produced per group of keypoints of one (image, octave, level), already in ``grid_sample``'s normalised
+    coordinates, by one small matrix product (no (K, P, 2) pass to sort, scale and shift them).
+
+    Example:
+        >>> import torch
+        >>> ss = build_scale_space(torch.rand(1, 1, 32, 32), double_first=False)
+        >>> z = torch.zeros(2, dtype=torch.long)
+        >>> c, ax = torch.full((2, 2), 10.0), torch.eye(2).expand(2, 2, 2)
+        >>> g = torch.rand(5, 2) * 4
+        >>> ref = sample_patches(ss, z, z, z, c[:, None] + g[None])
+        >>> bool(torch.allclose(sample_affine_patches(ss, z, z, z, c, ax, g), ref, atol=1e-6))
+        True
+    """
+    k, p = centre.shape[0], grid.shape[0]
+    dt = ss.octaves[0].dtype
+    if k == 0:
+        return centre.new_zeros(0, p, dtype=dt)
+    nl = max(o.shape[1] for o in ss.octaves)
+    key = (batch * len(ss.octaves) + octave) * nl + level
+    order = torch.argsort(key)
+    keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+    size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
+    norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=centre.device)[octave].unsqueeze(1)  # (K, 1, 2)
+    # per keypoint the (3, 2) map [grid_0, grid_1, 1] -> normalised (x, y), gathered in group order
+    coef = torch.cat([axes.to(dt) * norm, centre.to(dt).unsqueeze(1) * norm - 1.0], 1).index_select(0, order)
+    # (6, P * 2): row (i, j) holds [grid_0, grid_1, 1][:, i] in the columns (p, j), so that (cnt, 6) coefficients
+    # @ it gives the positions (cnt, P, 2) in grid_sample's layout in one product (the zeros add nothing)
+    g1 = torch.cat([grid.to(dt), grid.new_ones(p, 1, dtype=dt)], 1).t()  # (3, P)
+    kron = g1.new_zeros(3, 2, p, 2)
+    kron[:, 0, :, 0] = g1
+    kron[:, 1, :, 1] = g1
+    kron = kron.view(6, 2 * p)
+    out = centre.new_empty(k, p, dtype=dt)
+    start = 0
+    for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
+        bi, rest = divmod(kv, len(ss.octaves) * nl)
+        o, lv = divmod(rest, nl)
+        img = ss.octaves[o][bi : bi + 1, lv : lv + 1]
+        pos = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(1, cnt, p, 2)
+        v = F.grid_sample(img, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (1, 1, cnt, P)
+        out = out.index_copy_(0, order[start : start + cnt], v[0, 0])
+        start += cnt
+    return out
+
+
 def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
     """Central-difference gradient magnitude and direction of sampled patches, with finite derivatives everywhere.
 

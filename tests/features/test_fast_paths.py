@@ -7,7 +7,7 @@ import math
 import torch
 
 from gdvision.features.descriptors import sift_descriptors
-from gdvision.features.detectors import _nms, dog_response, refine_extrema
+from gdvision.features.detectors import _nms, _nonzero4, dog_response, refine_extrema
 from gdvision.features.match import detect_and_describe
 from gdvision.features.orientation import orientation_histograms
 from gdvision.features.scale_space import (
@@ -16,6 +16,8 @@ from gdvision.features.scale_space import (
     gradient_votes,
     orientation_bins,
     patch_gradients,
+    sample_affine_patches,
+    sample_patches,
 )
 
 
@@ -92,3 +94,48 @@ def test_refinement_of_stacks_concatenated_flat_equals_one_stack_at_a_time():
     assert torch.equal(hxy, torch.cat([o[3] for o in one]))
     n0 = items[0][1].shape[0]
     assert torch.equal(kept, torch.cat([one[0][4], one[1][4] + n0]))
+
+
+def test_nms_mask_scan_by_words_equals_nonzero():
+    g = torch.Generator().manual_seed(3)
+    for density in (0.0, 0.001, 0.05, 0.6):
+        ok = torch.rand(2, 3, 17, 40, generator=g) < density  # 4080 elements: a multiple of 8
+        assert torch.equal(_nonzero4(ok), torch.nonzero(ok))
+    odd = torch.rand(1, 1, 5, 7, generator=g) < 0.3  # 35 elements: falls back to torch.nonzero
+    assert torch.equal(_nonzero4(odd), torch.nonzero(odd))
+
+
+def test_nms_threshold_is_strict():
+    """A sample exactly at the threshold is no extremum (``> threshold``), the next float above it is."""
+    resp = torch.zeros(1, 3, 11, 11)
+    thr = 0.01
+    resp[0, 1, 5, 5] = thr
+    assert _nms(resp, thr, 1, 1, 1, True).shape[0] == 0
+    resp[0, 1, 5, 5] = float(torch.nextafter(torch.tensor(thr), torch.tensor(1.0)))
+    assert _nms(resp, thr, 1, 1, 1, True).tolist() == [[0, 1, 5, 5]]
+
+
+def test_affine_patches_equal_sample_patches_with_gradients():
+    """The descriptors' and orientations' sampler (positions by one product per group) = sample_patches at the
+    same positions, values and gradients (to the image, the centres and the axes) within float rounding."""
+    img = _texture(80, seed=4).requires_grad_(True)
+    ss = build_scale_space(img, double_first=False)
+    k = 12
+    g = torch.Generator().manual_seed(5)
+    batch = torch.zeros(k, dtype=torch.long)
+    octave = torch.randint(0, 2, (k,), generator=g)
+    level = torch.randint(0, 5, (k,), generator=g)
+    centre = (torch.rand(k, 2, generator=g) * 30 + 5).requires_grad_(True)
+    ang = torch.rand(k, generator=g) * 6.28
+    rot = torch.stack([torch.stack([ang.cos(), ang.sin()], -1), torch.stack([-ang.sin(), ang.cos()], -1)], 1)
+    axes = (rot * (torch.rand(k, 1, 1, generator=g) * 2 + 0.5)).requires_grad_(True)
+    grid = torch.rand(30, 2, generator=g) * 8 - 4
+    pts = centre[:, None] + grid[None, :, 0:1] * axes[:, None, 0] + grid[None, :, 1:2] * axes[:, None, 1]
+    ref = sample_patches(ss, batch, octave, level, pts)
+    out = sample_affine_patches(ss, batch, octave, level, centre, axes, grid)
+    assert torch.allclose(out, ref, atol=1e-5)
+    w = torch.rand(k, 30, generator=g)
+    g_ref = torch.autograd.grad((ref * w).sum(), (img, centre, axes), retain_graph=True)
+    g_out = torch.autograd.grad((out * w).sum(), (img, centre, axes))
+    for a, b in zip(g_out, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
