@@ -6,11 +6,13 @@ import math
 
 import torch
 
+from gdvision.features import scale_space
 from gdvision.features.descriptors import sift_descriptors
 from gdvision.features.detectors import _nms, _nonzero4, dog_response, refine_extrema
 from gdvision.features.match import detect_and_describe
 from gdvision.features.orientation import orientation_histograms
 from gdvision.features.scale_space import (
+    blur,
     build_scale_space,
     fold_bins,
     gradient_votes,
@@ -139,3 +141,24 @@ def test_affine_patches_equal_sample_patches_with_gradients():
     g_out = torch.autograd.grad((out * w).sum(), (img, centre, axes))
     for a, b in zip(g_out, g_ref, strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_small_levels_blurred_by_matrices_equal_the_taps(monkeypatch):
+    """Levels up to MATRIX_BLUR_MAX are blurred by two banded-matrix products: the per-tap sums (reflect-101
+    border) within float rounding, gradients included; the radius may come close to the side."""
+    g = torch.Generator().manual_seed(6)
+    for shape, sigma in (((2, 1, 23, 30), 3.1), ((1, 2, 40, 17), 1.2), ((1, 1, 12, 64), 0.7)):
+        x = torch.rand(*shape, generator=g).requires_grad_(True)
+        w = torch.rand(*shape, generator=g)
+        fast = blur(x, sigma)
+        (g_fast,) = torch.autograd.grad((fast * w).sum(), x)
+        monkeypatch.setattr(scale_space, "MATRIX_BLUR_MAX", 0)
+        taps = blur(x, sigma)
+        (g_taps,) = torch.autograd.grad((taps * w).sum(), x)
+        monkeypatch.setattr(scale_space, "MATRIX_BLUR_MAX", 128)
+        assert torch.allclose(fast, taps, atol=1e-6)
+        assert torch.allclose(g_fast, g_taps, atol=1e-5)
+        out = torch.empty(shape)
+        with torch.no_grad():
+            blur(x, sigma, out=out)
+        assert torch.allclose(out, taps, atol=1e-6)
