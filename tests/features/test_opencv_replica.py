@@ -1,8 +1,9 @@
 """The OpenCV SIFT replica (``FeatureConfig(layout="opencv")``, ``--target opencv-sift``) against ``cv2.SIFT``.
 
-Bounds measured on this crop (bench/sift_replica.py gives the whole-image figures): every OpenCV keypoint repeated
-(1.000), no extra replica keypoint, every angle within 5 degrees, median descriptor L2 0.006 (OpenCV's rounding of
-its descriptors to integers), nearest descriptor at the same keypoint 1.000.
+Measured on this 200x160 crop of camera.png (bench/sift_replica.py gives the whole-image figures): 201 keypoints
+each, every OpenCV keypoint repeated within 1 px and 1.5x scale and every replica keypoint likewise, every angle
+within 5 degrees, median descriptor L2 0.0058 (OpenCV's rounding of its descriptors to integers), the nearest
+replica descriptor at the same keypoint for all 201; the bounds leave room for float rounding only.
 """
 
 from __future__ import annotations
@@ -37,20 +38,20 @@ def test_replica_repeats_opencv_keypoints_and_descriptors(natural_gray: np.ndarr
         f = detect_and_describe(torch.from_numpy(g8 / 255.0).float()[None, None], REPLICA)
     xy_r, s_r, a_r, d_r = (t.double().numpy() for t in (f.xy, f.scale, f.angle, f.desc))
     assert len(kps) >= 40
-    assert abs(len(f) - len(kps)) <= 0.03 * len(kps)
+    assert abs(len(f) - len(kps)) <= 2
     dist = np.linalg.norm(xy_c[:, None] - xy_r[None], axis=-1)
     ratio = np.maximum(s_c[:, None] / s_r[None], s_r[None] / s_c[:, None])
     near = (dist <= 1.0) & (ratio <= 1.5)
-    assert near.any(1).mean() >= 0.97  # the issue's goal: 90%
-    assert near.any(0).mean() >= 0.97
+    assert near.any(1).mean() >= 0.99  # the issue's goal: 90%
+    assert near.any(0).mean() >= 0.99
     dang = np.abs((a_c[:, None] - a_r[None] + math.pi) % (2 * math.pi) - math.pi)
     best = np.where(near, dang, np.inf).argmin(1)
     rows = np.nonzero(near.any(1))[0]
-    assert (dang[rows, best[rows]] <= math.radians(5)).mean() >= 0.97
+    assert (dang[rows, best[rows]] <= math.radians(5)).mean() >= 0.99
     l2 = np.linalg.norm(dcv[rows] - d_r[best[rows]], axis=1)
-    assert np.median(l2) <= 0.02
+    assert np.median(l2) <= 0.01
     nn = (dcv @ d_r.T).argmax(1)
-    assert near[np.arange(len(kps)), nn].mean() >= 0.95
+    assert near[np.arange(len(kps)), nn].mean() >= 0.98
 
 
 def test_replica_is_differentiable(natural_gray: np.ndarray) -> None:
