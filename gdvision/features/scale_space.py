@@ -196,6 +196,27 @@ def build_scale_space(
     return ScaleSpace(octaves, sigma0, S, first, offsets if fine else None)
 
 
+def _level_groups(
+    ss: ScaleSpace, batch: torch.Tensor, octave: torch.Tensor, level: torch.Tensor
+) -> tuple[torch.Tensor, list[tuple[int, int, torch.Tensor]]]:
+    """Keypoints grouped by the Gaussian level they sample: ``(order, [(start, count, image (1, 1, H, W)), ...])``.
+
+    ``order`` sorts the keypoints by (image, octave, level); each group is a contiguous range of it (one sort, no
+    per-group search over all keypoints).
+    """
+    nl = max(o.shape[1] for o in ss.octaves)
+    key = (batch * len(ss.octaves) + octave) * nl + level
+    order = torch.argsort(key)
+    keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+    groups, start = [], 0
+    for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
+        bi, rest = divmod(kv, len(ss.octaves) * nl)
+        o, lv = divmod(rest, nl)
+        groups.append((start, cnt, ss.octaves[o][bi : bi + 1, lv : lv + 1]))
+        start += cnt
+    return order, groups
+
+
 def sample_patches(
     ss: ScaleSpace,
     batch: torch.Tensor,
@@ -224,25 +245,17 @@ def sample_patches(
     if k == 0:
         return points.new_zeros(0, p)
     dt = ss.octaves[0].dtype
-    nl = max(o.shape[1] for o in ss.octaves)
-    key = (batch * len(ss.octaves) + octave) * nl + level
-    order = torch.argsort(key)  # one sort, then contiguous groups: no per-group search over all keypoints
-    keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+    order, groups = _level_groups(ss, batch, octave, level)
     # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres), all groups at once
     size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
     norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=points.device)  # (octaves, 2)
     grid = (points.to(dt).index_select(0, order) * norm[octave[order]].unsqueeze(1)).sub_(1.0)
     out = points.new_empty(k, p, dtype=dt)
-    start = 0
-    for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        bi, rest = divmod(kv, len(ss.octaves) * nl)
-        o, lv = divmod(rest, nl)
-        img = ss.octaves[o][bi : bi + 1, lv : lv + 1]
+    for start, cnt, img in groups:
         v = F.grid_sample(
             img, grid[None, start : start + cnt], mode="bilinear", padding_mode="zeros", align_corners=True
         )
         out = out.index_copy_(0, order[start : start + cnt], v[0, 0])  # back to the callers' order
-        start += cnt
     return out.to(points.dtype)
 
 
@@ -285,10 +298,7 @@ def sample_affine_patches(
     dt = ss.octaves[0].dtype
     if k == 0:
         return centre.new_zeros(0, p, dtype=dt)
-    nl = max(o.shape[1] for o in ss.octaves)
-    key = (batch * len(ss.octaves) + octave) * nl + level
-    order = torch.argsort(key)
-    keys, counts = torch.unique_consecutive(key[order], return_counts=True)
+    order, groups = _level_groups(ss, batch, octave, level)
     size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
     norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=centre.device)[octave].unsqueeze(1)  # (K, 1, 2)
     # per keypoint the (3, 2) map [grid_0, grid_1, 1] -> normalised (x, y), gathered in group order
@@ -301,15 +311,10 @@ def sample_affine_patches(
     kron[:, 1, :, 1] = g1
     kron = kron.view(6, 2 * p)
     out = centre.new_empty(k, p, dtype=dt)
-    start = 0
-    for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        bi, rest = divmod(kv, len(ss.octaves) * nl)
-        o, lv = divmod(rest, nl)
-        img = ss.octaves[o][bi : bi + 1, lv : lv + 1]
+    for start, cnt, img in groups:
         pos = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(1, cnt, p, 2)
         v = F.grid_sample(img, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (1, 1, cnt, P)
         out = out.index_copy_(0, order[start : start + cnt], v[0, 0])
-        start += cnt
     return out
 
 
