@@ -11,6 +11,8 @@ from synthetic import random_homography
 
 from gdvision.coords import apply_homography, mean_corner_error
 from gdvision.geometry import (
+    _local_opt,
+    _np_local_opt,
     _score_homographies,
     fundamental_8point,
     good_homography_samples,
@@ -92,6 +94,40 @@ def test_refine_homography_reduces_error(rng):
     Hr = refine_homography(H0, pa, pb)
     assert float(transfer_error(Hr[None], pa, pb).mean()) < 0.35
     assert float(mean_corner_error(Hr, Ht, H, W)) < 0.3
+
+
+def test_numpy_tail_equals_torch_steps(rng):
+    """RANSAC's NumPy tail (local optimisation, LM) takes the same steps as the torch DLT and optim.minimize_lm."""
+    from gdvision.optim import StepConfig, minimize_lm
+
+    Ht = _random_h(rng)
+    pa, pb, _ = _correspondences(rng, Ht, 70, 50, noise=0.7)
+    H0 = Ht.clone()
+    H0[0, 2] += 2.0
+    H0[2, 0] += 2e-5
+    M_np, e_np = _np_local_opt(H0.numpy(), pa.numpy(), pb.numpy(), 3.0)
+    M_t, e_t = _local_opt("homography", H0, pa, pb, 3.0)
+    assert np.allclose(M_np, M_t.numpy(), rtol=0, atol=1e-9) and np.allclose(e_np, e_t.numpy(), rtol=0, atol=1e-9)
+    inl = torch.from_numpy(e_np < 3.0)
+    x, y = pa[inl, 0], pa[inl, 1]
+
+    def residuals(p, index=None):  # the torch LM this replaced
+        h = torch.cat([p, torch.ones_like(p[:, :1])], 1)
+        Z = h[:, 6:7] * x + h[:, 7:8] * y + 1.0
+        u, v = (h[:, 0:1] * x + h[:, 1:2] * y + h[:, 2:3]) / Z, (h[:, 3:4] * x + h[:, 4:5] * y + h[:, 5:6]) / Z
+        z = torch.zeros_like(u)
+        ju = torch.stack([x / Z, y / Z, 1 / Z, z, z, z, -u * x / Z, -u * y / Z], -1)
+        jv = torch.stack([z, z, z, x / Z, y / Z, 1 / Z, -v * x / Z, -v * y / Z], -1)
+        r = torch.cat([u - pb[inl, 0], v - pb[inl, 1]], 1)
+        return r, torch.cat([ju, jv], 1), torch.ones_like(r)
+
+    p, _, _ = minimize_lm(residuals, H0.reshape(-1)[:8][None], StepConfig("lm", iters=20, tol=1e-10), min_weight=8.0)
+    Hr = refine_homography(H0, pa[inl], pb[inl])
+    assert Hr.dtype == torch.float64 and float(Hr[2, 2]) == 1.0
+    assert torch.allclose(Hr.reshape(-1)[:8], p[0], rtol=0, atol=1e-8)
+    assert float(transfer_error(Hr[None], pa[inl], pb[inl]).mean()) < float(
+        transfer_error(H0[None], pa[inl], pb[inl]).mean()
+    )
 
 
 def test_degenerate_samples_rejected():
