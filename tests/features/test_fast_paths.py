@@ -98,6 +98,21 @@ def test_refinement_of_stacks_concatenated_flat_equals_one_stack_at_a_time():
     assert torch.equal(kept, torch.cat([one[0][4], one[1][4] + n0]))
 
 
+def test_refinement_numpy_path_equals_torch_path():
+    """No gradients on the CPU: the NumPy refinement (adjugate 3x3 solves) takes the torch loop's moves and fits."""
+    img = ((_texture(160, seed=4) - 0.5) * 8).clamp(-0.5, 0.5) + 0.5  # contrast: ~600 + ~10 candidates
+    ss = build_scale_space(img, double_first=False, fine_first=True)
+    for o, lo_hi in ((0, 6), (1, 3)):
+        r = dog_response(ss, o)
+        cand = _nms(r, 0.5 * 0.04 / 3, 5, 1, lo_hi, True)
+        fast = refine_extrema(r, cand, 5, 1, lo_hi)  # no gradients: the NumPy path
+        slow = refine_extrema(r.clone().requires_grad_(True), cand, 5, 1, lo_hi)  # the torch loop and a final refit
+        assert len(fast[0]) > 5
+        assert torch.equal(fast[0], slow[0]) and torch.equal(fast[4], slow[4])
+        for a, b in zip(fast[1:4], slow[1:4], strict=True):
+            assert a.dtype == b.dtype and bool((a - b.detach()).abs().max() < 1e-5)
+
+
 def test_nms_mask_scan_by_words_equals_nonzero():
     g = torch.Generator().manual_seed(3)
     for density in (0.0, 0.001, 0.05, 0.6):
