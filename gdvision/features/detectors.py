@@ -355,16 +355,25 @@ def refine_half_pixel(
     pts = centre[:, None, :] + torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)[None]  # (K, 9, 2)
     scale = pts.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
     n = resp.new_zeros(k, 27)
-    # one bicubic sampling per (image, level): of the levels s - 1, s, s + 1 only
+    # one bicubic sampling per (image, level): of the levels s - 1, s, s + 1 only; groups as ranges of one sort
     group = idx[:, 0] * resp.shape[1] + idx[:, 1]
-    for gk in torch.unique(group).tolist():
+    order = torch.argsort(group)
+    keys, counts = torch.unique_consecutive(group[order], return_counts=True)
+    grid = (pts.index_select(0, order) * scale).sub_(1.0)
+    start = 0
+    for gk, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
         bi, lv = divmod(gk, resp.shape[1])
-        sel = torch.nonzero(group == gk)[:, 0]
-        grid = (pts[sel] * scale - 1.0).unsqueeze(0)  # (1, k, 9, 2)
+        sel = order[start : start + cnt]
         src = resp[bi : bi + 1, lv - 1 : lv + 2]
-        v = F.grid_sample(src, grid, mode="bicubic", padding_mode="border", align_corners=True)
+        v = F.grid_sample(
+            src, grid[None, start : start + cnt], mode="bicubic", padding_mode="border", align_corners=True
+        )
         n = n.index_put((sel,), v[0].permute(1, 0, 2).reshape(-1, 27))  # (k, 3 levels, 9) in (ds, dy, dx) order
-    o2, v2, _, _ = _solve27(n)
+        start += cnt
+    if n.requires_grad or n.device.type != "cpu":
+        o2, v2, _, _ = _solve27(n)
+    else:
+        o2, v2 = (torch.from_numpy(t) for t in _solve27_np(n.numpy())[:2])
     ok = (o2[:, :2].abs() <= 1.0).all(-1) & (o2[:, 2].abs() <= 0.6)
     new = torch.cat([centre - idx[:, [3, 2]].to(resp.dtype) + 0.5 * o2[:, :2], o2[:, 2:]], -1)
     return torch.where(ok.unsqueeze(-1), new, off), torch.where(ok, v2, val)

@@ -8,7 +8,7 @@ import torch
 
 from gdvision.features import scale_space
 from gdvision.features.descriptors import sift_descriptors
-from gdvision.features.detectors import _nms, _nonzero4, dog_response, refine_extrema
+from gdvision.features.detectors import _nms, _nonzero4, dog_response, refine_extrema, refine_half_pixel
 from gdvision.features.match import detect_and_describe
 from gdvision.features.orientation import orientation_histograms
 from gdvision.features.scale_space import (
@@ -111,6 +111,14 @@ def test_refinement_numpy_path_equals_torch_path():
         assert torch.equal(fast[0], slow[0]) and torch.equal(fast[4], slow[4])
         for a, b in zip(fast[1:4], slow[1:4], strict=True):
             assert a.dtype == b.dtype and bool((a - b.detach()).abs().max() < 1e-5)
+        if o == 0:  # the half-pixel re-fit of the fine octave: NumPy solve without gradients, torch's with them
+            idx, off, val = fast[0], fast[1], fast[2]
+            o_fast, v_fast = refine_half_pixel(r, idx, off, val)
+            o_slow, v_slow = refine_half_pixel(r.clone().requires_grad_(True), idx, off, val)
+            assert bool((o_fast - off).abs().max() > 0.01)  # it moved them
+            assert bool((o_fast - o_slow.detach()).abs().max() < 1e-5) and bool(
+                (v_fast - v_slow.detach()).abs().max() < 1e-6
+            )
 
 
 def test_nms_mask_scan_by_words_equals_nonzero():
