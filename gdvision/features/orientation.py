@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 from gdvision.features.detectors import Keypoints
 from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_affine_patches
@@ -63,10 +62,25 @@ def orientation_histograms(
     hist = torch.zeros(k * nb, device=dev, dtype=vals.dtype)
     hist = hist.index_add_(0, lin.reshape(-1), (mag * (1 - fr)).reshape(-1))
     hist = hist.index_add_(0, (lin + 1).reshape(-1), (mag * fr).reshape(-1))
-    hist = fold_bins(hist.view(k, nb), NUM_BINS).view(k, 1, NUM_BINS)
-    ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=hist.dtype, device=dev).view(1, 1, 5) / 16.0
-    hist = F.conv1d(F.pad(hist, (2, 2), mode="circular"), ker)
-    return hist[:, 0]
+    return smooth_circular(fold_bins(hist.view(k, nb), NUM_BINS))
+
+
+def smooth_circular(hist: torch.Tensor) -> torch.Tensor:
+    """(K, n) circular histograms smoothed by ``[1, 4, 6, 4, 1] / 16``: one multiply-add per tap in ``conv1d``'s
+    order (the same values as ``conv1d`` with circular padding, without its per-call set-up).
+
+    Example:
+        >>> import torch
+        >>> smooth_circular(torch.tensor([[16.0, 0.0, 0.0, 0.0, 0.0, 0.0]])).tolist()
+        [[6.0, 4.0, 1.0, 0.0, 1.0, 4.0]]
+    """
+    n = hist.shape[1]
+    hp = torch.cat([hist[:, n - 2 :], hist, hist[:, :2]], 1)
+    taps = [1.0 / 16.0, 4.0 / 16.0, 6.0 / 16.0, 4.0 / 16.0, 1.0 / 16.0]
+    out = hp[:, 0:n] * taps[0]
+    for i in range(1, 5):
+        out = out.add_(hp[:, i : i + n], alpha=taps[i])
+    return out
 
 
 def assign_orientations(

@@ -10,7 +10,7 @@ from gdvision.features import scale_space
 from gdvision.features.descriptors import sift_descriptors
 from gdvision.features.detectors import _nms, _nonzero4, dog_response, refine_extrema, refine_half_pixel
 from gdvision.features.match import detect_and_describe
-from gdvision.features.orientation import orientation_histograms
+from gdvision.features.orientation import orientation_histograms, smooth_circular
 from gdvision.features.scale_space import (
     blur,
     build_scale_space,
@@ -185,3 +185,15 @@ def test_small_levels_blurred_by_matrices_equal_the_taps(monkeypatch):
         with torch.no_grad():
             blur(x, sigma, out=out)
         assert torch.allclose(out, taps, atol=1e-6)
+
+
+def test_orientation_smoothing_equals_circular_conv1d():
+    g = torch.Generator().manual_seed(5)
+    hist = torch.rand(300, 36, generator=g) * torch.rand(300, 1, generator=g) * 50
+    ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]).view(1, 1, 5) / 16.0
+    ref = torch.nn.functional.conv1d(torch.nn.functional.pad(hist[:, None], (2, 2), mode="circular"), ker)[:, 0]
+    out = smooth_circular(hist)
+    assert out.shape == (300, 36) and bool(torch.allclose(out, ref, rtol=1e-6, atol=0))
+    h = hist.clone().requires_grad_(True)
+    smooth_circular(h)[:, 0].sum().backward()  # bin 0 reads bins 34, 35, 0, 1, 2
+    assert torch.allclose(h.grad[0, [34, 35, 0, 1, 2]], ker.view(-1)) and float(h.grad[0, 3:34].abs().sum()) == 0.0
