@@ -140,7 +140,8 @@ def sift_descriptors(
         for b in range(0, kk, VOTE_BLOCK):
             e = min(kk, b + VOTE_BLOCK)
             wo = torch.zeros(e - b, nb, pp, dtype=dt, device=dev)
-            wo = wo.scatter_(1, b0[b:e], ml[b:e]).scatter_(1, b0[b:e] + 1, mf[b:e])
+            wo = wo.scatter_(1, b0[b:e], ml[b:e])
+            wo.narrow(1, 1, nb - 1).scatter_(1, b0[b:e], mf[b:e])  # bins b0 + 1: the view one bin on
             sp.append(wo.view(-1, pp) @ wsp)
         # (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
         desc = fold_bins(torch.cat(sp).view(kk, nb, -1), n_orient, 1)

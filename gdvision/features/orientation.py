@@ -58,10 +58,10 @@ def orientation_histograms(
     mag, b0, fr = gradient_votes(vals, NUM_BINS)
     mag, b0, fr = mag.reshape(k, -1) * wgt, b0.reshape(k, -1), fr.reshape(k, -1)
     nb = NUM_BINS + 2  # votes into b0, b0 + 1 without wrap-around, folded afterwards
-    lin = (torch.arange(k, device=dev) * nb).unsqueeze(1) + b0
+    lin = b0.add_((torch.arange(k, device=dev) * nb).unsqueeze(1)).reshape(-1)  # b0 is a fresh tensor
     hist = torch.zeros(k * nb, device=dev, dtype=vals.dtype)
-    hist = hist.index_add_(0, lin.reshape(-1), (mag * (1 - fr)).reshape(-1))
-    hist = hist.index_add_(0, (lin + 1).reshape(-1), (mag * fr).reshape(-1))
+    hist = hist.index_add_(0, lin, (mag * (1 - fr)).reshape(-1))
+    hist.narrow(0, 1, k * nb - 1).index_add_(0, lin, (mag * fr).reshape(-1))  # into b0 + 1: the view one bin on
     return smooth_circular(fold_bins(hist.view(k, nb), NUM_BINS))
 
 

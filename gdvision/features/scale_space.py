@@ -395,8 +395,8 @@ def gradient_votes(vals: torch.Tensor, bins: int, tiny: float = 0.0) -> tuple[to
     if tiny > 0:
         mag = mag.masked_fill_(mag <= math.sqrt(tiny), 0.0)
     f = torch.atan2(ngy, ngx).add_(math.pi).mul_(bins / (2 * math.pi))
-    fl = torch.floor(f)
-    return mag, fl.long(), f.sub_(fl)
+    b0 = f.long()  # f >= 0: truncation is the floor (no separate floor pass)
+    return mag, b0, f.sub_(b0)
 
 
 def fold_bins(hist: torch.Tensor, n: int, dim: int = -1) -> torch.Tensor:
