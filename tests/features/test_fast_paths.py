@@ -197,3 +197,20 @@ def test_orientation_smoothing_equals_circular_conv1d():
     h = hist.clone().requires_grad_(True)
     smooth_circular(h)[:, 0].sum().backward()  # bin 0 reads bins 34, 35, 0, 1, 2
     assert torch.allclose(h.grad[0, [34, 35, 0, 1, 2]], ker.view(-1)) and float(h.grad[0, 3:34].abs().sum()) == 0.0
+
+
+def test_match_input_check_by_sum_still_rejects_non_finite_and_accepts_overflowing_finite():
+    import pytest
+
+    from gdvision.errors import InputError, SolverError
+    from gdvision.features.match import match_images
+
+    a = _texture(64)
+    for bad in (float("nan"), float("inf"), -float("inf")):
+        b = a.clone()
+        b[0, 0, 3, 4] = bad
+        with pytest.raises(InputError, match="image B contains NaN"):
+            match_images(a, b)
+    big = torch.full((1, 1, 64, 64), 3e38)  # finite, but its sum overflows: the exact test lets it through
+    with pytest.raises(SolverError, match="0 keypoints"):  # past the input check: a flat image has no features
+        match_images(big, big)
