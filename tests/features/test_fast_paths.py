@@ -214,3 +214,16 @@ def test_match_input_check_by_sum_still_rejects_non_finite_and_accepts_overflowi
     big = torch.full((1, 1, 64, 64), 3e38)  # finite, but its sum overflows: the exact test lets it through
     with pytest.raises(SolverError, match="0 keypoints"):  # past the input check: a flat image has no features
         match_images(big, big)
+
+
+def test_two_nn_in_row_chunks_equals_one_product():
+    from gdvision.features.matching import _two_nn
+
+    g = torch.Generator().manual_seed(6)
+    a = torch.nn.functional.normalize(torch.rand(300, 128, generator=g) ** 3, dim=1)
+    b = torch.nn.functional.normalize(torch.rand(280, 128, generator=g) ** 3, dim=1)
+    d_ref, i_ref = _two_nn(a, b, chunk=4096)
+    d, i = _two_nn(a, b, chunk=7)  # 43 chunks, the last one short
+    assert torch.equal(i, i_ref) and torch.allclose(d, d_ref, rtol=0, atol=1e-6)
+    best = torch.cdist(a.double(), b.double()).topk(2, largest=False)
+    assert torch.equal(i, best.indices) and torch.allclose(d.double(), best.values, atol=1e-5)
