@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from gdvision import homography_np as hnp
+
 MODELS = ("homography", "fundamental")
 
 
@@ -352,125 +354,6 @@ def _local_opt(model: str, M: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, 
     return best_M, best_e
 
 
-# Homography RANSAC's serial tail (local optimisation, final refit, Levenberg-Marquardt) on one model and a few
-# hundred points: in NumPy, whose per-operation cost is a few times lower than torch's at this size (the same
-# arithmetic in float64, so the same models up to rounding).
-
-
-def _np_normalize(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`hartley_normalize` of (N, 2) points, unweighted: ``(pts_n, T (3, 3))``."""
-    c = p.mean(0)
-    q = p - c
-    s = math.sqrt(2.0) / max(float(np.sqrt((q * q).sum(1)).mean()), 1e-12)
-    return q * s, np.array([[s, 0.0, -s * c[0]], [0.0, s, -s * c[1]], [0.0, 0.0, 1.0]])
-
-
-def _np_dlt(pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-    """:func:`homography_dlt` of (N, 2) points (unweighted) -> (3, 3), ``H[2, 2] = 1``."""
-    na, Ta = _np_normalize(pa)
-    nb, Tb = _np_normalize(pb)
-    n = na.shape[0]
-    A = np.zeros((2 * n, 9))
-    A[:n, 0:2] = -na
-    A[:n, 2] = -1.0
-    A[:n, 6:8] = nb[:, :1] * na
-    A[:n, 8] = nb[:, 0]
-    A[n:, 3:5] = -na
-    A[n:, 5] = -1.0
-    A[n:, 6:8] = nb[:, 1:] * na
-    A[n:, 8] = nb[:, 1]
-    H = np.linalg.solve(Tb, np.linalg.eigh(A.T @ A)[1][:, 0].reshape(3, 3) @ Ta)
-    h22 = H[2, 2]
-    return H / (1e-15 if abs(h22) < 1e-15 else h22)
-
-
-def _np_transfer(H: np.ndarray, pa: np.ndarray, pb: np.ndarray) -> np.ndarray:
-    """:func:`transfer_error` of one (3, 3) H over (N, 2) points -> (N,) (inf behind the camera)."""
-    x, y = pa[:, 0], pa[:, 1]
-    Z = H[2, 0] * x + H[2, 1] * y + H[2, 2]
-    bad = Z <= 1e-12
-    iz = 1.0 / np.where(bad, 1.0, Z)
-    dx = (H[0, 0] * x + H[0, 1] * y + H[0, 2]) * iz - pb[:, 0]
-    dy = (H[1, 0] * x + H[1, 1] * y + H[1, 2]) * iz - pb[:, 1]
-    e = np.sqrt(dx * dx + dy * dy)
-    e[bad] = np.inf
-    return e
-
-
-def _np_local_opt(M: np.ndarray, pa: np.ndarray, pb: np.ndarray, thr: float, rounds: int = 4):
-    """:func:`_local_opt` for a homography (NumPy): ``(model, errors)``."""
-    best_M, best_e = M, _np_transfer(M, pa, pb)
-    best_in = best_e < thr
-    for _ in range(rounds):
-        if int(best_in.sum()) < 4:
-            break
-        M2 = _np_dlt(pa[best_in], pb[best_in])
-        if not np.isfinite(M2).all():
-            break
-        e2 = _np_transfer(M2, pa, pb)
-        in2 = e2 < thr
-        n2, n1 = int(in2.sum()), int(best_in.sum())
-        if n2 < n1 or (n2 == n1 and float(e2[in2].sum()) >= float(best_e[best_in].sum())):
-            break
-        best_M, best_e, best_in = M2, e2, in2
-    return best_M, best_e
-
-
-def _np_lm(H: np.ndarray, pa: np.ndarray, pb: np.ndarray, iters: int = 20) -> np.ndarray:
-    """:func:`refine_homography` in NumPy: the steps of :func:`gdvision.optim.minimize_lm` (``StepConfig(method=
-    "lm", iters, tol=1e-10)``, unit weights, at least 8 residuals) on the 8 parameters of ``H / H[2, 2]``."""
-    if pa.shape[0] < 5:
-        return H
-    x, y = pa[:, 0], pa[:, 1]
-    n = x.shape[0]
-    J = np.zeros((2 * n, 8))
-
-    def residuals(h: np.ndarray) -> tuple[np.ndarray, float]:
-        Z = h[6] * x + h[7] * y + 1.0
-        Z = np.where(np.abs(Z) < 1e-12, 1e-12, Z)
-        iz = 1.0 / Z
-        u = (h[0] * x + h[1] * y + h[2]) * iz
-        v = (h[3] * x + h[4] * y + h[5]) * iz
-        r = np.concatenate([u - pb[:, 0], v - pb[:, 1]])
-        xi, yi = x * iz, y * iz
-        J[:n, 0], J[:n, 1], J[:n, 2] = xi, yi, iz
-        J[n:, 3], J[n:, 4], J[n:, 5] = xi, yi, iz
-        J[:n, 6], J[:n, 7] = -u * xi, -u * yi
-        J[n:, 6], J[n:, 7] = -v * xi, -v * yi
-        cost = float((r * r).sum()) / (2 * n)
-        return r, (cost if math.isfinite(cost) and 2 * n >= 8 else math.inf)
-
-    h22 = float(H[2, 2])
-    Hn = H / (1e-15 if abs(h22) < 1e-15 else h22)
-    p = Hn.reshape(-1)[:8].copy()
-    r, cost = residuals(p)
-    A, g = J.T @ J, J.T @ r
-    lam = 1e-4
-    active = math.isfinite(cost)
-    tiny = 1e-12 * np.eye(8)
-    for _ in range(iters):
-        if not active:
-            break
-        M = A + lam * np.diag(np.maximum(np.diag(A), 1e-12)) + tiny
-        try:
-            delta = -np.linalg.solve(M, g)
-        except np.linalg.LinAlgError:
-            delta = np.zeros(8)
-        delta = np.where(np.isfinite(delta), delta, 0.0)
-        p_new = p + delta
-        r2, cost2 = residuals(p_new)
-        accept = cost2 <= cost
-        rel = (cost - cost2) / max(cost, 1e-30)
-        lam = max(lam * 0.25, 1e-9) if accept else lam * 8.0
-        done = (accept and rel < 1e-10) or float(np.abs(delta).max()) < 1e-7 or lam > 1e8
-        if accept:
-            p, cost, A, g = p_new, cost2, J.T @ J, J.T @ r2
-        active = not done
-    if not math.isfinite(cost):
-        return Hn
-    return np.append(p, 1.0).reshape(3, 3)
-
-
 def refine_homography(H: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, iters: int = 20) -> torch.Tensor:
     """Levenberg-Marquardt on the squared transfer error ``|H(pa) - pb|^2`` over (N, 2) correspondences.
 
@@ -480,7 +363,7 @@ def refine_homography(H: torch.Tensor, pa: torch.Tensor, pb: torch.Tensor, iters
     if pa.shape[0] < 5:
         return H
     f64 = torch.float64
-    Hn = _np_lm(*(t.detach().to(f64).cpu().numpy() for t in (H, pa, pb)), iters=iters)
+    Hn = hnp.refine_lm(*(t.detach().to(f64).cpu().numpy() for t in (H, pa, pb)), iters=iters)
     return torch.from_numpy(Hn).to(H.device)
 
 
@@ -533,7 +416,7 @@ def ransac(
     hom = model == "homography"
     pa_np, pb_np = pa.cpu().numpy(), pb.cpu().numpy()
     # normalised coordinates for the degeneracy tests of the samples
-    na, nb = (torch.from_numpy(_np_normalize(q)[0]).to(dev) for q in (pa_np, pb_np))
+    na, nb = (torch.from_numpy(hnp.normalize(q)[0]).to(dev) for q in (pa_np, pb_np))
     gen = torch.Generator(device="cpu")
     if seed is None:
         gen.seed()
@@ -576,7 +459,7 @@ def ransac(
         j = int(torch.argmin(cost))
         if float(cost[j]) < best_cost:
             if hom:
-                Mj, ej = _np_local_opt(M[j].cpu().numpy(), pa_np, pb_np, threshold)
+                Mj, ej = hnp.local_opt(M[j].cpu().numpy(), pa_np, pb_np, threshold)
                 cj = float(np.minimum(ej * ej, thr2).sum())
             else:
                 Mj, ej = _local_opt(model, M[j], pa, pb, threshold)
@@ -585,7 +468,7 @@ def ransac(
                 Mj, cj = M[j], float(cost[j])
                 if hom:
                     Mj = Mj.cpu().numpy()
-                    ej = _np_transfer(Mj, pa_np, pb_np)
+                    ej = hnp.transfer_errors(Mj, pa_np, pb_np)
                 else:
                     ej = e[j]
             best_cost, best_M, best_e = cj, Mj, ej
@@ -601,9 +484,9 @@ def ransac(
         M = best_M
         inl = best_e < threshold
         if refine and int(inl.sum()) >= s + 1:
-            M2 = _np_lm(_np_dlt(pa_np[inl], pb_np[inl]), pa_np[inl], pb_np[inl])
+            M2 = hnp.refine_lm(hnp.dlt(pa_np[inl], pb_np[inl]), pa_np[inl], pb_np[inl])
             if np.isfinite(M2).all() and not bool(homography_folds(torch.from_numpy(M2)[None], *image_size)[0]):
-                e2 = _np_transfer(M2, pa_np, pb_np)
+                e2 = hnp.transfer_errors(M2, pa_np, pb_np)
                 if int((e2 < threshold).sum()) >= int(inl.sum()) * 0.98:
                     M, best_e = M2, e2
         best_e = torch.from_numpy(best_e).to(dev)

@@ -12,7 +12,6 @@ from synthetic import random_homography
 from gdvision.coords import apply_homography, mean_corner_error
 from gdvision.geometry import (
     _local_opt,
-    _np_local_opt,
     _score_homographies,
     fundamental_8point,
     good_homography_samples,
@@ -24,6 +23,7 @@ from gdvision.geometry import (
     sampson_distance,
     transfer_error,
 )
+from gdvision.homography_np import local_opt
 
 W, H = 320, 240
 
@@ -105,7 +105,7 @@ def test_numpy_tail_equals_torch_steps(rng):
     H0 = Ht.clone()
     H0[0, 2] += 2.0
     H0[2, 0] += 2e-5
-    M_np, e_np = _np_local_opt(H0.numpy(), pa.numpy(), pb.numpy(), 3.0)
+    M_np, e_np = local_opt(H0.numpy(), pa.numpy(), pb.numpy(), 3.0)
     M_t, e_t = _local_opt("homography", H0, pa, pb, 3.0)
     assert np.allclose(M_np, M_t.numpy(), rtol=0, atol=1e-9) and np.allclose(e_np, e_t.numpy(), rtol=0, atol=1e-9)
     inl = torch.from_numpy(e_np < 3.0)

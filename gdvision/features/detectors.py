@@ -20,11 +20,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from gdvision._checks import check_choice
+from gdvision.features import refine_np
 from gdvision.features.config import DETECTORS
 from gdvision.features.scale_space import ScaleSpace
 
@@ -248,91 +248,6 @@ def _solve27(n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     return off, val, Hm[:, :2, :2], g
 
 
-def _solve27_np(n: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`_solve27` without gradients in NumPy (float32 differences, float64 solve by the adjugate): ``(off,
-    val, hess_xy)``; a few times faster than the torch ops at a few thousand samples (the per-call cost)."""
-
-    def v(ds: int, dy: int, dx: int) -> np.ndarray:
-        return n[:, (ds + 1) * 9 + (dy + 1) * 3 + (dx + 1)]
-
-    c = v(0, 0, 0)
-    g = np.stack([v(0, 0, 1) - v(0, 0, -1), v(0, 1, 0) - v(0, -1, 0), v(1, 0, 0) - v(-1, 0, 0)], 1) * np.float32(0.5)
-    dxx = v(0, 0, 1) + v(0, 0, -1) - 2 * c
-    dyy = v(0, 1, 0) + v(0, -1, 0) - 2 * c
-    dss = v(1, 0, 0) + v(-1, 0, 0) - 2 * c
-    dxy = (v(0, 1, 1) - v(0, 1, -1) - v(0, -1, 1) + v(0, -1, -1)) * np.float32(0.25)
-    dxs = (v(1, 0, 1) - v(1, 0, -1) - v(-1, 0, 1) + v(-1, 0, -1)) * np.float32(0.25)
-    dys = (v(1, 1, 0) - v(1, -1, 0) - v(-1, 1, 0) + v(-1, -1, 0)) * np.float32(0.25)
-    a, b, f, d, e, i = (
-        t.astype(np.float64) for t in (dxx, dxy, dxs, dyy, dys, dss)
-    )  # symmetric [[a b f][b d e][f e i]]
-    A, B, C = d * i - e * e, f * e - b * i, b * e - d * f  # first row of the adjugate (= first column)
-    E, F, I_ = a * i - f * f, b * f - a * e, a * d - b * b
-    det = a * A + b * B + f * C
-    g64 = g.astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        sol = (
-            np.stack(
-                [
-                    A * g64[:, 0] + B * g64[:, 1] + C * g64[:, 2],
-                    B * g64[:, 0] + E * g64[:, 1] + F * g64[:, 2],
-                    C * g64[:, 0] + F * g64[:, 1] + I_ * g64[:, 2],
-                ],
-                1,
-            )
-            / det[:, None]
-        )
-    off = (-sol).astype(np.float32)
-    off[(det == 0) | ~np.isfinite(off).all(1)] = 10.0
-    val = c + np.float32(0.5) * (g * off).sum(1)
-    return off, val, np.stack([dxx, dxy, dxy, dyy], 1).reshape(-1, 2, 2)
-
-
-def _refine_np(
-    resp: torch.Tensor, idx: torch.Tensor, border: int, lo: int, hi: int | torch.Tensor, max_moves: int, geo
-) -> tuple[torch.Tensor, ...]:
-    """:func:`refine_extrema` without gradients on the CPU, in NumPy (the same moves and tests)."""
-    flat = resp.detach().reshape(-1).numpy()
-    cur = idx.numpy().copy()
-    k = cur.shape[0]
-    his = np.asarray(hi.numpy() if isinstance(hi, torch.Tensor) else hi)
-    dsy = np.array(_OFFSETS, dtype=np.int64)  # (27, 3) ds, dy, dx
-    if geo is None:
-        _, L, h, w = resp.shape
-        g = np.array([[0, L, h, w]], dtype=np.int64).repeat(k, 0)
-    else:
-        g = geo.numpy()
-    done, ok = np.zeros(k, dtype=bool), np.ones(k, dtype=bool)
-    f_off, f_val, f_h = np.zeros((k, 3), np.float32), np.zeros(k, np.float32), np.zeros((k, 2, 2), np.float32)
-    for _ in range(max_moves):
-        ai = np.flatnonzero(ok & ~done)
-        if ai.size == 0:
-            break
-        c, (st, L, h, w) = cur[ai], g[ai].T
-        b, s, y, x = c.T
-        lin = st + ((b * L + s) * h + y) * w + x
-        nb = flat[lin[:, None] + (dsy[:, 0] * h[:, None] + dsy[:, 1]) * w[:, None] + dsy[:, 2]]
-        off, val, hxy = _solve27_np(nb)
-        conv = (np.abs(off) < 0.6).all(1)
-        step = np.round(np.clip(off, -5, 5)).astype(np.int64)
-        nxt = c.copy()
-        nxt[:, 3] += step[:, 0]
-        nxt[:, 2] += step[:, 1]
-        nxt[:, 1] += step[:, 2]
-        hi_a = his if his.ndim == 0 else his[ai]
-        inside = (nxt[:, 3] >= border) & (nxt[:, 3] < w - border) & (nxt[:, 2] >= border) & (nxt[:, 2] < h - border)
-        inside &= (nxt[:, 1] >= lo) & (nxt[:, 1] <= hi_a)
-        done[ai[conv]] = True
-        f_off[ai[conv]], f_val[ai[conv]], f_h[ai[conv]] = off[conv], val[conv], hxy[conv]
-        mv = ~conv
-        cur[ai[mv & inside]] = nxt[mv & inside]
-        ok[ai[mv & ~inside]] = False
-    keep = np.flatnonzero(ok & done)
-    return tuple(torch.from_numpy(np.ascontiguousarray(t[keep])) for t in (cur, f_off, f_val, f_h)) + (
-        torch.from_numpy(keep),
-    )
-
-
 def refine_half_pixel(
     resp: torch.Tensor, idx: torch.Tensor, off: torch.Tensor, val: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -373,7 +288,7 @@ def refine_half_pixel(
     if n.requires_grad or n.device.type != "cpu":
         o2, v2, _, _ = _solve27(n)
     else:
-        o2, v2 = (torch.from_numpy(t) for t in _solve27_np(n.numpy())[:2])
+        o2, v2 = (torch.from_numpy(t) for t in refine_np.solve27(n.numpy())[:2])
     ok = (o2[:, :2].abs() <= 1.0).all(-1) & (o2[:, 2].abs() <= 0.6)
     new = torch.cat([centre - idx[:, [3, 2]].to(resp.dtype) + 0.5 * o2[:, :2], o2[:, 2:]], -1)
     return torch.where(ok.unsqueeze(-1), new, off), torch.where(ok, v2, val)
@@ -402,7 +317,7 @@ def refine_extrema(
     # without gradients the fit of each converged sample is kept from its last move (no final refit)
     keep_fit = not (torch.is_grad_enabled() and resp.requires_grad)
     if keep_fit and resp.device.type == "cpu" and resp.dtype == torch.float32:
-        return _refine_np(resp, idx, border, lo, hi, max_moves, geo)
+        return refine_np.refine(resp, idx, border, lo, hi, max_moves, geo)
     with torch.no_grad():
         cur = idx.clone()
         done = torch.zeros(len(cur), dtype=torch.bool, device=resp.device)
