@@ -5,7 +5,9 @@
   other's under H (``match``) or away from it (``unmatch``), half the way each when both images are perturbed.
 - ``texture`` (``match`` only, both images): blend, plus one shared random texture (noise blurred by
   ``texture_sigma`` px, seeded) in the budget the blend leaves, added at corresponding places (through H) of both
-  images, which plants identical keypoints and descriptors where both images are plain.
+  images, which plants identical keypoints and descriptors where both images are plain (for detectors without a
+  contrast threshold, e.g. the ``hessian`` target: under DoG's 0.04 / 3 a +-8/255 texture alone makes no keypoint,
+  since the largest DoG response +-8/255 can produce is about 0.0131).
 
 The result is in the solver's parameters ``z`` (see :mod:`gdvision.attack.budget`): the change wanted, capped at
 0.97 eps, mapped through ``eps * atanh(. / eps)``.
