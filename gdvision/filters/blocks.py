@@ -17,10 +17,8 @@ Example:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import torch.nn.functional as F
@@ -31,7 +29,8 @@ from gdvision.filters.config import BORDERS
 
 # Padded pixels of one work block on the CPU fast path (2 MiB of float32: the block's intermediates stay in
 # L2/L3). Measured on the 2-core EPYC: 2**19 beat 2**15 .. 2**18 (per-op overhead) and 2**20 .. 2**21 (cache).
-# A thread pool over small single-threaded blocks was measured too and was slower.
+# A thread pool over small single-threaded blocks was measured twice and was slower on a quiet machine (issue 18,
+# 2 threads: 1.8-2.0x OpenCV's time at batch 8-128 against 1.0-1.2x with torch's own threads inside each op).
 _BLOCK_ELEMS = 1 << 19
 
 
@@ -158,9 +157,7 @@ def run_blocks(
             ys = fn(pad(xf.to(cdt), rx, rx, ry, ry, border))
             return tuple(y.to(odt).reshape(b, c, ho, wo) for y in ys)
         outs = [_huge_pages(torch.empty((n, 1, ho, wo), dtype=odt)) for _ in range(n_out)]
-        # Threads only for at least two blocks' worth: waking them costs more than a small batch takes.
-        k = _block_threads() if n * (h + 2 * ry) * (w + 2 * rx) > 2 * _BLOCK_ELEMS else 1
-        jobs = _blocks(n, h, w, ho, rx, ry, k)
+        jobs = _blocks(n, h, w, ho, rx, ry)
 
         def work(job: tuple[int, int, int, int]) -> None:
             i0, i1, r0, r1 = job
@@ -175,11 +172,8 @@ def run_blocks(
                 if y.data_ptr() != dst.data_ptr():  # the fused magnitude writes straight into the output
                     dst.copy_(y)
 
-        if k > 1 and len(jobs) > 1:
-            list(_block_pool(k).map(work, jobs))  # re-raises the first block's error
-        else:
-            for job in jobs:
-                work(job)
+        for job in jobs:
+            work(job)
         return tuple(o.reshape(b, c, ho, wo) for o in outs)
     finally:
         DEST.channels, DEST.first = 1, 0
@@ -219,54 +213,11 @@ def _huge_pages(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-_POOLS: dict[int, ThreadPoolExecutor] = {}  # threads -> pool; key 0: the pid that made them
-_POOL_LOCK = threading.Lock()
-_POOL_PREFIX = "gdvision-blocks"
-
-
-def _block_threads() -> int:
-    """How many threads compute blocks: torch's thread count, 1 inside a block thread (no nesting)."""
-    if threading.current_thread().name.startswith(_POOL_PREFIX):
-        return 1
-    return max(1, torch.get_num_threads())
-
-
-def _block_pool(k: int) -> ThreadPoolExecutor:
-    """A process-wide pool of ``k`` threads whose torch operations run single-threaded.
-
-    With ``torch.set_num_threads(k)`` the blocks run k at a time, each op on one core, instead of every op being
-    split over k OpenMP threads that meet at a barrier: no fork/join per op (a dozen per block), and on a machine
-    shared with other jobs a descheduled thread delays only its own block instead of every op of every block
-    (measured 17x OpenCV's time at batch 128 under load with OpenMP threads).
-    """
-    with _POOL_LOCK:
-        if _POOLS.get(0) != os.getpid():  # a forked child inherits the pools but not their threads: start anew
-            _POOLS.clear()
-            _POOLS[0] = os.getpid()  # type: ignore[assignment]
-        pool = _POOLS.get(k)
-        if pool is None:
-            before = torch.get_num_threads()
-            pool = ThreadPoolExecutor(
-                k, thread_name_prefix=_POOL_PREFIX, initializer=torch.set_num_threads, initargs=(1,)
-            )
-            ready = threading.Barrier(k)
-            list(pool.map(lambda _: ready.wait(), range(k)))  # start all k threads (each sets its own count to 1)
-            torch.set_num_threads(before)  # ... which also set the process default: restore it
-            _POOLS[k] = pool
-        return pool
-
-
-def _blocks(n: int, h: int, w: int, ho: int, rx: int, ry: int, k: int = 1) -> list[tuple[int, int, int, int]]:
-    """Work blocks (image from, image to, output row from, output row to) of about ``_BLOCK_ELEMS`` padded pixels.
-
-    With ``k`` threads, channel-images are dealt into a multiple of ``k`` blocks of equal size (at most one each).
-    """
+def _blocks(n: int, h: int, w: int, ho: int, rx: int, ry: int) -> list[tuple[int, int, int, int]]:
+    """Work blocks (image from, image to, output row from, output row to) of about ``_BLOCK_ELEMS`` padded pixels."""
     padded = (h + 2 * ry) * (w + 2 * rx)
     if padded <= _BLOCK_ELEMS:
         m = max(1, _BLOCK_ELEMS // padded)
-        if k > 1:
-            count = -(-max(-(-n // m), min(k, n)) // k) * k  # ceil(n / m) blocks, at least k, a multiple of k
-            m = max(1, -(-n // count))
         return [(i, min(n, i + m), 0, ho) for i in range(0, n, m)]
     band = max(2 * ry + 1, _BLOCK_ELEMS // (w + 2 * rx) - 2 * ry)  # output rows per band
     return [(i, i + 1, r0, min(ho, r0 + band)) for i in range(n) for r0 in range(0, ho, band)]

@@ -1,4 +1,4 @@
-"""The CPU block engine: padding into scratch buffers, blocks dealt to threads, huge-page outputs, OpenCV parity."""
+"""The CPU block engine: padding into scratch buffers, blocks, huge-page outputs, OpenCV parity."""
 
 from __future__ import annotations
 
@@ -30,15 +30,12 @@ def test_pad_into_scratch_equals_pad(border: str, h: int, w: int, rx: int, top: 
     )
 
 
-@pytest.mark.parametrize(("n", "k"), [(3, 2), (24, 2), (96, 2), (97, 3), (1, 4), (10, 4)])
-def test_blocks_dealt_to_threads_cover_every_image_once(n: int, k: int):
-    jobs = blocks._blocks(n, 256, 256, 256, 1, 1, k)
-    covered = [i for i0, i1, r0, r1 in jobs for i in range(i0, i1) if (r0, r1) == (0, 256)]
-    assert covered == list(range(n))
-    sizes = [i1 - i0 for i0, i1, _, _ in jobs]
-    assert max(sizes) * 256 * 256 <= 2 * blocks._BLOCK_ELEMS and max(sizes) - min(sizes) <= max(sizes) // 2 + 1
-    if n >= k:
-        assert len(jobs) >= k
+@pytest.mark.parametrize(("n", "h"), [(3, 256), (24, 256), (97, 256), (2, 1500)])
+def test_blocks_cover_every_output_row_of_every_image_once(n: int, h: int):
+    jobs = blocks._blocks(n, h, 256, h, 1, 1)
+    cells = [(i, r) for i0, i1, r0, r1 in jobs for i in range(i0, i1) for r in range(r0, r1)]
+    assert sorted(cells) == [(i, r) for i in range(n) for r in range(h)]
+    assert all((i1 - i0) * (r1 - r0 + 2) * 258 <= max(blocks._BLOCK_ELEMS, 258 * 3) for i0, i1, r0, r1 in jobs)
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])
