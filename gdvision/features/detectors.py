@@ -197,13 +197,23 @@ _OFFSETS = [(ds, dy, dx) for ds in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1
 _DS, _DY, _DX = (torch.tensor(list(c)) for c in zip(*_OFFSETS, strict=True))
 
 
-def _fit(
-    resp: torch.Tensor, idx: torch.Tensor, geo: torch.Tensor | None = None
+def quadratic_fit(
+    resp: torch.Tensor, idx: torch.Tensor, geo: torch.Tensor | None = None, singular: float = 10.0
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Quadratic fit of ``resp`` at integer samples ``idx`` (K,4): offsets (K,3) (dx,dy,ds), value, Hxy (K,2,2).
+    """Quadratic fit of ``resp`` at integer samples ``idx`` (K, 4) (b, s, y, x) over their 3x3x3 neighbourhoods:
+    offsets (K, 3) (dx, dy, ds) (``singular`` where the 3x3 system has no solution), value at the fitted
+    extremum (K,), spatial Hessian (K, 2, 2), gradient (K, 3); differentiable with respect to ``resp``.
 
     ``resp`` is one (B, L, H, W) stack, or with ``geo`` (K, 4) long a flat concatenation of several: each sample's
     stack starts at ``geo[:, 0]`` and has the shape ``(B, geo[:, 1], geo[:, 2], geo[:, 3])``.
+
+    Example:
+        >>> import torch
+        >>> z, y, x = torch.meshgrid(torch.arange(3.0), torch.arange(5.0), torch.arange(5.0), indexing="ij")
+        >>> resp = (1 - (x - 2.2) ** 2 - (y - 1.9) ** 2 - (z - 1.3) ** 2)[None]  # peak 1 at (2.2, 1.9, 1.3)
+        >>> off, val, hxy, g = quadratic_fit(resp, torch.tensor([[0, 1, 2, 2]]))
+        >>> [round(v, 3) for v in off[0].tolist()], round(float(val[0]), 3)
+        ([0.2, -0.1, 0.3], 1.0)
     """
     b, s, y, x = idx.unbind(1)
     if geo is None:
@@ -216,12 +226,13 @@ def _fit(
         ds, dy, dx = (t.to(resp.device).unsqueeze(0) for t in (_DS, _DY, _DX))
         off = (ds * h.unsqueeze(1) + dy) * w.unsqueeze(1) + dx
     n = resp.reshape(-1).index_select(0, (lin.unsqueeze(1) + off).reshape(-1)).reshape(-1, 27)
-    return _solve27(n)
+    return _solve27(n, singular)
 
 
-def _solve27(n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _solve27(n: torch.Tensor, singular: float = 10.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Quadratic fit of (K, 27) samples ordered (ds, dy, dx) in {-1, 0, 1}^3: offsets (K, 3) (dx, dy, ds) in
-    sample steps (10 where singular), value at the fitted extremum (K,), spatial Hessian (K, 2, 2), gradient (K, 3).
+    sample steps (``singular`` where the system has no finite solution), value at the fitted extremum (K,),
+    spatial Hessian (K, 2, 2), gradient (K, 3).
     """
 
     def v(ds: int, dy: int, dx: int) -> torch.Tensor:
@@ -243,7 +254,7 @@ def _solve27(n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor,
     g = torch.stack([gx, gy, gs], -1)
     sol, info = torch.linalg.solve_ex(Hm.to(torch.float64), g.to(torch.float64).unsqueeze(-1))
     off = -sol[..., 0].to(n.dtype)
-    off = torch.where((info != 0).unsqueeze(-1) | ~torch.isfinite(off), torch.full_like(off, 10.0), off)
+    off = torch.where((info != 0).unsqueeze(-1) | ~torch.isfinite(off), torch.full_like(off, singular), off)
     val = c + 0.5 * (g * off).sum(-1)
     return off, val, Hm[:, :2, :2], g
 
@@ -333,7 +344,7 @@ def refine_extrema(
             g_act = None if geo is None else geo[act]
             if g_act is not None:
                 h, w = g_act[:, 2], g_act[:, 3]
-            off, val, hxy, _ = _fit(resp, cur[act], g_act)
+            off, val, hxy, _ = quadratic_fit(resp, cur[act], g_act)
             conv = (off.abs() < 0.6).all(-1)
             step = torch.round(off.clamp(-5, 5)).long()
             nxt = cur[act].clone()
@@ -359,7 +370,7 @@ def refine_extrema(
         cur = cur[keep]
     if keep_fit:
         return cur, f_off[keep], f_val[keep], f_h[keep], keep
-    off, val, hxy, _ = _fit(resp, cur, None if geo is None else geo[keep])
+    off, val, hxy, _ = quadratic_fit(resp, cur, None if geo is None else geo[keep])
     return cur, off, val, hxy, keep
 
 

@@ -48,7 +48,8 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.descriptors import normalize_sift
-from gdvision.features.detectors import Keypoints
+from gdvision.features.detectors import Keypoints, quadratic_fit
+from gdvision.features.orientation import smooth_circular
 from gdvision.features.scale_space import ScaleSpace, patch_gradients
 from gdvision.filters.kernels import gaussian_kernel1d
 from gdvision.filters.separable import pad
@@ -112,43 +113,6 @@ def opencv_scale_space(gray: torch.Tensor, sigma0: float = 1.6, scales_per_octav
     return ScaleSpace(octaves, sigma0, S, -1)
 
 
-def _neighbours(dog: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-    """(K, 27) values of ``dog`` (B, L, H, W) around samples ``idx`` (K, 4) (b, s, y, x), ordered (ds, dy, dx)."""
-    _, L, h, w = dog.shape
-    b, s, y, x = idx.unbind(1)
-    d = torch.arange(-1, 2, device=dog.device)
-    off = ((d.view(3, 1, 1) * h + d.view(1, 3, 1)) * w + d.view(1, 1, 3)).reshape(1, 27)
-    lin = (((b * L + s) * h + y) * w + x).unsqueeze(1) + off
-    return dog.reshape(-1)[lin.reshape(-1)].view(-1, 27)
-
-
-def _fit_cv(n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """OpenCV's ``adjustLocalExtrema`` step on (K, 27) neighbourhoods: ``(offset (K, 3) (x, y, s), contrast (K,),
-    trace (K,), det (K,))`` (offset NaN where the 3x3 system is singular)."""
-    v = n.view(-1, 3, 3, 3)  # (ds, dy, dx)
-    c = v[:, 1, 1, 1]
-    g = torch.stack(
-        [
-            (v[:, 1, 1, 2] - v[:, 1, 1, 0]) * 0.5,
-            (v[:, 1, 2, 1] - v[:, 1, 0, 1]) * 0.5,
-            (v[:, 2, 1, 1] - v[:, 0, 1, 1]) * 0.5,
-        ],
-        -1,
-    )
-    dxx = v[:, 1, 1, 2] + v[:, 1, 1, 0] - 2 * c
-    dyy = v[:, 1, 2, 1] + v[:, 1, 0, 1] - 2 * c
-    dss = v[:, 2, 1, 1] + v[:, 0, 1, 1] - 2 * c
-    dxy = (v[:, 1, 2, 2] - v[:, 1, 2, 0] - v[:, 1, 0, 2] + v[:, 1, 0, 0]) * 0.25
-    dxs = (v[:, 2, 1, 2] - v[:, 2, 1, 0] - v[:, 0, 1, 2] + v[:, 0, 1, 0]) * 0.25
-    dys = (v[:, 2, 2, 1] - v[:, 2, 0, 1] - v[:, 0, 2, 1] + v[:, 0, 0, 1]) * 0.25
-    hm = torch.stack([dxx, dxy, dxs, dxy, dyy, dys, dxs, dys, dss], -1).view(-1, 3, 3)
-    sol, info = torch.linalg.solve_ex(hm.double(), g.double().unsqueeze(-1))
-    off = -sol[..., 0].to(n.dtype)
-    off = torch.where((info != 0).unsqueeze(-1), torch.full_like(off, float("nan")), off)
-    contrast = c + 0.5 * (g * off).sum(-1)
-    return off, contrast, dxx + dyy, dxx * dyy - dxy * dxy
-
-
 def _extrema(dog: torch.Tensor, threshold: float, border: int, S: int) -> torch.Tensor:
     """(K, 4) long samples (b, s, y, x): OpenCV's 3x3x3 extrema of ``dog`` (B, S + 2, H, W) (signed: a maximum of
     a positive or a minimum of a negative value, ``>=`` / ``<=`` all 26 neighbours), ``|D| > threshold``, levels
@@ -203,7 +167,7 @@ def opencv_detect(
                 act = torch.nonzero(ok & ~done)[:, 0]
                 if act.numel() == 0:
                     break
-                off = _fit_cv(_neighbours(dog, cur[act]))[0]
+                off = quadratic_fit(dog, cur[act], singular=math.nan)[0]
                 conv = (off.abs() < 0.5).all(-1)
                 done[act[conv]] = True
                 mv = act[~conv]
@@ -221,7 +185,9 @@ def opencv_detect(
             cur = cur[ok & done]
         if cur.numel() == 0:
             continue
-        off, contrast, tr, det = _fit_cv(_neighbours(dog, cur))
+        off, contrast, hxy, _ = quadratic_fit(dog, cur, singular=math.nan)  # OpenCV's adjustLocalExtrema step
+        tr = hxy[:, 0, 0] + hxy[:, 1, 1]
+        det = hxy[:, 0, 0] * hxy[:, 1, 1] - hxy[:, 0, 1] * hxy[:, 0, 1]
         keep = (contrast.abs() * S >= contrast_threshold) & (det > 0) & (tr * tr * r < (r + 1) ** 2 * det)
         keep = torch.nonzero(keep.detach())[:, 0]
         cur, off, contrast = cur[keep], off[keep], contrast[keep]
@@ -314,8 +280,7 @@ def orientation_histograms_cv(ss: ScaleSpace, kp: Keypoints, chunk: int = 256) -
         w = torch.exp(-(off * off).sum(-1).unsqueeze(0) / (2 * s * s).unsqueeze(1)) * inside
         b = torch.remainder(torch.round(ang.detach() * (ORI_BINS / (2 * math.pi))), ORI_BINS).long()
         hist = hist.index_put((idx,), torch.zeros_like(hist[idx]).scatter_add(1, b, mag * w))
-    ker = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0], dtype=hist.dtype, device=hist.device).view(1, 1, 5) / 16.0
-    return F.conv1d(F.pad(hist.unsqueeze(1), (2, 2), mode="circular"), ker)[:, 0]
+    return smooth_circular(hist)
 
 
 def opencv_orientations(ss: ScaleSpace, kp: Keypoints, peak_ratio: float = 0.8) -> tuple[Keypoints, torch.Tensor]:
