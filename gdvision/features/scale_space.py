@@ -217,48 +217,6 @@ def _level_groups(
     return order, groups
 
 
-def sample_patches(
-    ss: ScaleSpace,
-    batch: torch.Tensor,
-    octave: torch.Tensor,
-    level: torch.Tensor,
-    points: torch.Tensor,
-) -> torch.Tensor:
-    """Bilinear samples of Gaussian levels at octave-pixel positions, one level per keypoint.
-
-    Args:
-        ss: the scale space.
-        batch, octave, level: (K,) long: image, octave and level each keypoint samples.
-        points: (K, P, 2) positions ``(x, y)`` in the pixels of each keypoint's octave.
-
-    Returns:
-        (K, P) values (0 outside the image), differentiable with respect to the image and ``points``.
-
-    Example:
-        >>> import torch
-        >>> ss = build_scale_space(torch.rand(1, 1, 32, 32), double_first=False)
-        >>> z = torch.zeros(2, dtype=torch.long)
-        >>> sample_patches(ss, z, z, z, torch.full((2, 5, 2), 3.0)).shape
-        torch.Size([2, 5])
-    """
-    k, p = points.shape[:2]
-    if k == 0:
-        return points.new_zeros(0, p)
-    dt = ss.octaves[0].dtype
-    order, groups = _level_groups(ss, batch, octave, level)
-    # grid_sample coordinates (align_corners: -1 and 1 at the first and last pixel centres), all groups at once
-    size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
-    norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=points.device)  # (octaves, 2)
-    grid = (points.to(dt).index_select(0, order) * norm[octave[order]].unsqueeze(1)).sub_(1.0)
-    out = points.new_empty(k, p, dtype=dt)
-    for start, cnt, img in groups:
-        v = F.grid_sample(
-            img, grid[None, start : start + cnt], mode="bilinear", padding_mode="zeros", align_corners=True
-        )
-        out = out.index_copy_(0, order[start : start + cnt], v[0, 0])  # back to the callers' order
-    return out.to(points.dtype)
-
-
 def sample_affine_patches(
     ss: ScaleSpace,
     batch: torch.Tensor,
@@ -268,8 +226,8 @@ def sample_affine_patches(
     axes: torch.Tensor,
     grid: torch.Tensor,
 ) -> torch.Tensor:
-    """Bilinear samples of each keypoint's Gaussian level on an affine image of one grid: :func:`sample_patches` at
-    ``centre[k] + grid[p, 0] * axes[k, 0] + grid[p, 1] * axes[k, 1]``.
+    """Bilinear samples of each keypoint's Gaussian level (``grid_sample``, zeros outside) at the octave-pixel
+    positions ``centre[k] + grid[p, 0] * axes[k, 0] + grid[p, 1] * axes[k, 1]``: one affine image of a common grid.
 
     Args:
         ss: the scale space; batch, octave, level: (K,) long: image, octave and level each keypoint samples.
@@ -280,19 +238,18 @@ def sample_affine_patches(
     Returns:
         (K, P) values (0 outside the image), differentiable with respect to the image, ``centre`` and ``axes``.
 
-    The same values as :func:`sample_patches` (up to float rounding of the positions), faster on CPU: the positions
-    are produced per group of keypoints of one (image, octave, level), already in ``grid_sample``'s normalised
-    coordinates, by one small matrix product (no (K, P, 2) pass to sort, scale and shift them).
+    The positions are produced per group of keypoints of one (image, octave, level), already in ``grid_sample``'s
+    normalised coordinates, by one small matrix product (no (K, P, 2) pass to build, sort, scale and shift them).
 
-    Example:
+    Example (a horizontal ramp: the value is the x position):
         >>> import torch
-        >>> ss = build_scale_space(torch.rand(1, 1, 32, 32), double_first=False)
-        >>> z = torch.zeros(2, dtype=torch.long)
-        >>> c, ax = torch.full((2, 2), 10.0), torch.eye(2).expand(2, 2, 2)
-        >>> g = torch.rand(5, 2) * 4
-        >>> ref = sample_patches(ss, z, z, z, c[:, None] + g[None])
-        >>> bool(torch.allclose(sample_affine_patches(ss, z, z, z, c, ax, g), ref, atol=1e-6))
-        True
+        >>> y, x = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+        >>> ss = build_scale_space(x[None, None], double_first=False)
+        >>> z = torch.zeros(1, dtype=torch.long)
+        >>> g = torch.tensor([[0.0, 0.0], [2.0, 1.0], [-1.5, 3.0]])
+        >>> v = sample_affine_patches(ss, z, z, z, torch.tensor([[10.0, 10.0]]), torch.eye(2)[None], g)
+        >>> [round(t, 4) for t in v[0].tolist()]
+        [10.0, 12.0, 8.5]
     """
     k, p = centre.shape[0], grid.shape[0]
     dt = ss.octaves[0].dtype

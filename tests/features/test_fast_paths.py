@@ -19,7 +19,6 @@ from gdvision.features.scale_space import (
     orientation_bins,
     patch_gradients,
     sample_affine_patches,
-    sample_patches,
 )
 
 
@@ -140,9 +139,21 @@ def test_nms_threshold_is_strict():
     assert _nms(resp, thr, 1, 1, 1, True).tolist() == [[0, 1, 5, 5]]
 
 
-def test_affine_patches_equal_sample_patches_with_gradients():
-    """The descriptors' and orientations' sampler (positions by one product per group) = sample_patches at the
-    same positions, values and gradients (to the image, the centres and the axes) within float rounding."""
+def _sample_each(ss, batch, octave, level, pts):
+    """Reference sampler: for each keypoint alone, grid_sample of its level at its (P, 2) octave-pixel positions."""
+    rows = []
+    for b, o, lv, p in zip(batch.tolist(), octave.tolist(), level.tolist(), pts, strict=True):
+        img = ss.octaves[o][b : b + 1, lv : lv + 1]
+        h, w = img.shape[-2:]
+        grid = p * p.new_tensor([2.0 / (w - 1), 2.0 / (h - 1)]) - 1.0
+        rows.append(torch.nn.functional.grid_sample(img, grid[None, None], align_corners=True)[0, 0, 0])
+    return torch.stack(rows)
+
+
+def test_affine_patches_equal_per_keypoint_sampling_with_gradients():
+    """The descriptors' and orientations' sampler (positions by one product per group) = grid_sample of each
+    keypoint alone at the same positions, values and gradients (to the image, the centres and the axes) within
+    float rounding."""
     img = _texture(80, seed=4).requires_grad_(True)
     ss = build_scale_space(img, double_first=False)
     k = 12
@@ -156,7 +167,7 @@ def test_affine_patches_equal_sample_patches_with_gradients():
     axes = (rot * (torch.rand(k, 1, 1, generator=g) * 2 + 0.5)).requires_grad_(True)
     grid = torch.rand(30, 2, generator=g) * 8 - 4
     pts = centre[:, None] + grid[None, :, 0:1] * axes[:, None, 0] + grid[None, :, 1:2] * axes[:, None, 1]
-    ref = sample_patches(ss, batch, octave, level, pts)
+    ref = _sample_each(ss, batch, octave, level, pts)
     out = sample_affine_patches(ss, batch, octave, level, centre, axes, grid)
     assert torch.allclose(out, ref, atol=1e-5)
     w = torch.rand(k, 30, generator=g)
