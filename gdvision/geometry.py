@@ -436,22 +436,22 @@ def ransac(
         drawn += k
         srt = torch.sort(idx, 1).values
         ok = (srt[:, 1:] != srt[:, :-1]).all(1)
-        if model == "homography":
+        if hom:
             ok &= good_homography_samples(na[idx], nb[idx])
         idx = idx[ok]
         if idx.shape[0] == 0:
             continue
         # homography: the exact 4-point model in closed form (no eigendecomposition per sample)
-        M = homography_4pt(pa[idx], pb[idx]) if model == "homography" else _fit(model, pa[idx], pb[idx])
+        M = homography_4pt(pa[idx], pb[idx]) if hom else _fit(model, pa[idx], pb[idx])
         fin = torch.isfinite(M).flatten(1).all(1)
-        if model == "homography":
+        if hom:
             fin &= ~homography_folds(
                 torch.where(fin[:, None, None], M, torch.eye(3, dtype=M.dtype, device=dev)), *image_size
             )
         M = M[fin]
         if M.shape[0] == 0:
             continue
-        if model == "homography":  # squared errors only, one (k, 3, n) product; the winner's errors afterwards
+        if hom:  # squared errors only, one (k, 3, n) product; the winner's errors afterwards
             cost = _score_homographies(M, ph, pb, thr2)
         else:
             e = _err(model, M, pa, pb)  # (k, n)

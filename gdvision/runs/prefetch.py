@@ -1,7 +1,8 @@
 """Ordered read-ahead: run a function over items in a thread pool, a bounded window ahead of the consumer.
 
-Used by the batch engine (:mod:`gdvision.runs.engine`) and the edges folder mode
-(:func:`gdvision.tasks.edges.run_edges`) to decode images while the previous batch computes. Results come back
+Used by the batch engine (:mod:`gdvision.runs.engine`) to load items while the previous batch computes. (The
+edges folder mode has its own read-ahead, ``gdvision.tasks.edges._ReadAhead``: a feeder thread that starts
+decoding before torch is imported, bounded by bytes.) Results come back
 in the items' order; at most ``window`` calls are in flight or finished-but-unconsumed at any time, so memory stays
 bounded on long lists.
 """
