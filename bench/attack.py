@@ -56,6 +56,7 @@ from gdvision.attack import (  # noqa: E402
 from gdvision.attack.targets import TARGETS, target_features  # noqa: E402
 from gdvision.features import MatchConfig  # noqa: E402
 from gdvision.io.images import read_image, write_png  # noqa: E402
+from gdvision.tasks.attack import median_eps_star  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "results"
@@ -187,8 +188,7 @@ def summarize(rs: list[dict]) -> dict:
     levels = [r["budget_search"]["eps_star_255"] for r in rs if r.get("budget_search")]
     if levels:
         s["eps_star_255"] = levels
-        ranked = sorted(v for v in levels if v is not None) + [None] * sum(v is None for v in levels)
-        s["eps_star_median_255"] = ranked[(len(ranked) - 1) // 2]
+        s["eps_star_median_255"] = median_eps_star(levels)
     return s
 
 

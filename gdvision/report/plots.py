@@ -78,4 +78,21 @@ def change_bars(name: str, changes: Sequence[tuple[str, float, str]]) -> bytes:
     return _png(fig)
 
 
-__all__ = ["change_bars", "histogram"]
+def step_curve(title: str, xs: Sequence[float], ys: Sequence[float], xlabel: str, ylabel: str) -> bytes:
+    """PNG of a step curve ``ys`` over ``xs`` (each value held until the next x), y from 0 to 1 (a fraction).
+
+    Example:
+        >>> step_curve("robustness", [0, 1, 2], [0.0, 0.5, 1.0], "budget", "broken")[:4] == b"\\x89PNG"
+        True
+    """
+    fig, ax = _figure(5.0, 3.5)
+    ax.step(list(xs), list(ys), where="post", color=PLAIN)
+    ax.set(ylim=(0, 1.02))
+    ax.set_xlabel(xlabel, fontsize=8)
+    ax.set_ylabel(ylabel, fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(title, fontsize=9)
+    return _png(fig)
+
+
+__all__ = ["change_bars", "histogram", "step_curve"]

@@ -13,7 +13,7 @@ This module imports torch only when an attack runs, so option and output errors 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -210,18 +210,27 @@ def robustness_curve(levels: dict[str, int | None], top: int) -> dict[str, Any]:
     ([0.3333333333333333, 0.3333333333333333, 0.6666666666666666, 0.6666666666666666, 0.6666666666666666], 2)
     """
     n = max(len(levels), 1)
-    known = sorted(v for v in levels.values() if v is not None)
+    known = [v for v in levels.values() if v is not None]
     frac = [sum(v <= k for v in known) / n for k in range(top + 1)]
-    # the median over all pairs, an unbroken pair counting as above eps-max (None when half or more are unbroken)
-    ranked = known + [None] * (len(levels) - len(known))
-    median = ranked[(len(ranked) - 1) // 2] if ranked else None
     return {
         "eps_255": list(range(top + 1)),
         "fraction_broken": frac,
         "pairs": len(levels),
         "eps_star_255": levels,
-        "median_eps_star_255": median,
+        "median_eps_star_255": median_eps_star(levels.values()),
     }
+
+
+def median_eps_star(levels: Iterable[int | None]) -> int | None:
+    """The (lower) median of eps* over all pairs, an unbroken pair (None) counting as above every budget: None when
+    half or more are unbroken, or there are no pairs.
+
+    >>> median_eps_star([3, None, 5]), median_eps_star([2, None, None]), median_eps_star([4, 6])
+    (5, None, 4)
+    """
+    vals = list(levels)
+    ranked = sorted(v for v in vals if v is not None) + [None] * sum(v is None for v in vals)
+    return ranked[(len(ranked) - 1) // 2] if ranked else None
 
 
 def write_robustness(out_dir: Path, dest_json: Path, dest_png: Path | None) -> dict[str, Any] | None:
@@ -229,7 +238,7 @@ def write_robustness(out_dir: Path, dest_json: Path, dest_png: Path | None) -> d
     when ``dest_png`` and matplotlib is importable); None when no report has one."""
     import json
 
-    from gdvision.io.images import write_json
+    from gdvision.io.images import atomic_write_bytes, write_json
 
     levels: dict[str, int | None] = {}
     top = 0
@@ -244,20 +253,19 @@ def write_robustness(out_dir: Path, dest_json: Path, dest_png: Path | None) -> d
     curve = robustness_curve(levels, top)
     write_json(dest_json, curve)
     if dest_png is not None:
-        try:
-            import matplotlib
+        from gdvision.report.plots import step_curve
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot as plt
-        except ImportError:
+        try:
+            png = step_curve(
+                "robustness curve",
+                curve["eps_255"],
+                curve["fraction_broken"],
+                "L-inf budget (8-bit levels)",
+                "fraction of pairs broken",
+            )
+        except UsageError:  # matplotlib (the optional report extra) is not installed: the JSON is the result
             return curve
-        fig, ax = plt.subplots(figsize=(5, 3.5))
-        ax.step(curve["eps_255"], curve["fraction_broken"], where="post")
-        ax.set(xlabel="L-inf budget (8-bit levels)", ylabel="fraction of pairs broken", ylim=(0, 1.02))
-        ax.grid(alpha=0.3)
-        fig.tight_layout()
-        fig.savefig(dest_png, dpi=100)
-        plt.close(fig)
+        atomic_write_bytes(dest_png, png)
     return curve
 
 
@@ -334,6 +342,7 @@ __all__ = [
     "attack_metrics",
     "output_files",
     "output_names",
+    "median_eps_star",
     "robustness_curve",
     "run_attack",
     "write_robustness",

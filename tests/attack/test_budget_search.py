@@ -161,3 +161,19 @@ def test_cli_eps_auto_report_and_manifest_curve(true_pair, tmp_path) -> None:
     assert curve["pairs"] == 1 and curve["eps_255"] == [0, 1, 2, 3]
     lv = curve["eps_star_255"]["p1"]
     assert curve["fraction_broken"] == [float(lv is not None and lv <= k) for k in range(4)]
+
+
+def test_robustness_files_from_reports(tmp_path) -> None:
+    """The curve of a run folder: fraction broken per level, the median counting unbroken pairs above eps-max, and
+    (with matplotlib) a PNG that decodes."""
+    from gdvision.tasks.attack import write_robustness
+
+    for name, level in (("p1", 3), ("p2", None), ("p3", 1)):
+        (tmp_path / name).mkdir()
+        write_json(tmp_path / name / "report.json", {"budget_search": {"eps_star_255": level, "eps_max_255": 4}})
+    curve = write_robustness(tmp_path, tmp_path / "robustness.json", tmp_path / "robustness.png")
+    assert curve is not None and curve["median_eps_star_255"] == 3
+    assert curve["fraction_broken"] == pytest.approx([0, 1 / 3, 1 / 3, 2 / 3, 2 / 3])
+    assert json.loads((tmp_path / "robustness.json").read_text())["pairs"] == 3
+    pytest.importorskip("matplotlib")
+    assert min(read_image(tmp_path / "robustness.png").array.shape[:2]) > 100
