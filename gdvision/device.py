@@ -9,6 +9,8 @@ present (``cuda`` without a GPU, ``cuda:3`` on a one-GPU machine, ``mps`` off Ap
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from gdvision.errors import UsageError
@@ -62,6 +64,79 @@ def resolve_device(spec: str = "auto") -> torch.device:
     if index >= torch.cuda.device_count():
         raise UsageError(f"device '{spec}' is not available: {torch.cuda.device_count()} CUDA GPU(s) found")
     return torch.device("cuda", index)
+
+
+def is_cpu_without_torch(spec: str) -> bool:
+    """Whether ``spec`` (``auto|cpu|cuda|cuda:N|mps``) resolves to the CPU, judged without importing torch.
+
+    True for ``cpu``, and for ``auto`` where :func:`resolve_device` could pick no accelerator: torch is a CPU-only
+    build (its ``torch/version.py`` names no CUDA or ROCm version), or the machine shows no GPU device node
+    (``/dev/nvidiactl``, ``/dev/dxg`` under WSL, ``/dev/kfd`` for ROCm) or hides them all
+    (``CUDA_VISIBLE_DEVICES`` empty or ``-1``). False whenever unsure (macOS, where MPS may be present; no torch
+    found; an unreadable build file) and once torch is imported, so that the caller asks torch, as before. Lets a
+    command that can compute on the CPU without torch skip importing it (about 1 s).
+
+    Example:
+        >>> is_cpu_without_torch("cpu"), is_cpu_without_torch("cuda")
+        (True, False)
+    """
+    import os
+    import sys
+
+    kind, _ = parse_device(spec)
+    if kind != "auto":
+        return kind == "cpu"
+    if "torch" in sys.modules:
+        return False
+    return no_accelerator(_torch_build(), sys.platform, os.environ, os.path.exists)
+
+
+def no_accelerator(
+    build: dict[str, bool] | None,
+    platform: str,
+    environ: Mapping[str, str],
+    exists: Callable[[str], bool],
+) -> bool:
+    """The rule of :func:`is_cpu_without_torch` for ``auto``: True only where no accelerator can be found.
+
+    ``build``: what :func:`_torch_build` read (None: unknown); ``platform``: ``sys.platform``; ``environ``: the
+    environment; ``exists``: ``os.path.exists``.
+
+    Example:
+        >>> no_accelerator({"cuda": True, "hip": False}, "linux", {}, lambda p: False)
+        True
+        >>> no_accelerator({"cuda": True, "hip": False}, "linux", {}, lambda p: p == "/dev/nvidiactl")
+        False
+    """
+    if build is None or platform == "darwin":
+        return False
+    if not any(build.values()):
+        return True
+    if not platform.startswith("linux"):
+        return False
+    cuda_hidden = environ.get("CUDA_VISIBLE_DEVICES", "x").strip() in ("", "-1")
+    nodes = ("/dev/nvidiactl", "/dev/dxg") if build.get("cuda") and not cuda_hidden else ()
+    nodes += ("/dev/kfd",) if build.get("hip") else ()
+    return not any(exists(n) for n in nodes)
+
+
+def _torch_build() -> dict[str, bool] | None:
+    """``{'cuda': ..., 'hip': ...}``: whether the installed torch was built for them, read from ``torch/version.py``
+    without importing torch; None when torch or the file is not found or says neither clearly."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec("torch")
+        text = (Path(spec.submodule_search_locations[0]) / "version.py").read_text()  # type: ignore[union-attr,index]
+    except (ImportError, AttributeError, TypeError, IndexError, OSError, ValueError):
+        return None
+    found = {}
+    for name in ("cuda", "hip"):
+        m = re.search(rf"^{name}\s*(?::[^=\n]*)?=\s*(.+?)\s*$", text, re.MULTILINE)
+        if m is None:
+            return None
+        found[name] = m.group(1) != "None"
+    return found
 
 
 def seed_everything(seed: int | None) -> None:

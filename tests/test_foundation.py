@@ -123,6 +123,32 @@ def test_devices() -> None:
             resolve_device("cuda:0")
 
 
+def test_cpu_without_torch_rule() -> None:
+    """``auto`` counts as the CPU without importing torch only where no accelerator can be found."""
+    from gdvision.device import _torch_build, is_cpu_without_torch, no_accelerator
+
+    cuda, cpu_only, rocm = {"cuda": True, "hip": False}, {"cuda": False, "hip": False}, {"cuda": False, "hip": True}
+    nothing = lambda p: False  # noqa: E731
+    assert no_accelerator(cpu_only, "linux", {}, lambda p: True)  # a CPU build cannot use a GPU
+    assert no_accelerator(cuda, "linux", {}, nothing)
+    assert not no_accelerator(cuda, "linux", {}, lambda p: p == "/dev/nvidiactl")
+    assert not no_accelerator(cuda, "linux", {}, lambda p: p == "/dev/dxg")  # WSL
+    assert no_accelerator(cuda, "linux", {"CUDA_VISIBLE_DEVICES": ""}, lambda p: True)
+    assert no_accelerator(cuda, "linux", {"CUDA_VISIBLE_DEVICES": "-1"}, lambda p: True)
+    assert not no_accelerator(cuda, "linux", {"CUDA_VISIBLE_DEVICES": "0"}, lambda p: True)
+    assert not no_accelerator(rocm, "linux", {}, lambda p: p == "/dev/kfd")
+    assert not no_accelerator(cuda, "win32", {}, nothing)  # unsure: ask torch
+    assert not no_accelerator(cpu_only, "darwin", {}, nothing)  # MPS
+    assert not no_accelerator(None, "linux", {}, nothing)  # no build file read
+    assert is_cpu_without_torch("cpu") and not is_cpu_without_torch("cuda:1") and not is_cpu_without_torch("mps")
+    assert not is_cpu_without_torch("auto")  # torch is imported in this process: ask it
+    with pytest.raises(UsageError):
+        is_cpu_without_torch("tpu")
+    build = _torch_build()
+    assert build is not None and build["cuda"] == (torch.version.cuda is not None)
+    assert build["hip"] == (torch.version.hip is not None)
+
+
 # -------------------------------------------------------------------------------------- geometry
 
 

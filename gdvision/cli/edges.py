@@ -72,7 +72,8 @@ def edges(
 
     Each channel is filtered separately; Canny merges the channels as OpenCV does.
 
-    Images are grouped by size and computed in batches on --device while threads decode and write files.
+    Images are grouped by size and computed in batches on --device while threads decode and write files. The
+    default map (3x3 Sobel magnitude) on the CPU is computed with NumPy in those threads, without importing torch.
 
     Output names mirror the input names under --out-dir (extension .png or .npy). Every output is checked before
     any work: an output that exists (without --overwrite), that would replace an input or that two inputs would
@@ -118,7 +119,7 @@ def edges(
     plan = plan_edges(paths, out_dir, fmt, overwrite)  # every output claimed before any work
     parse_device(device)  # a malformed --device is a usage error before anything starts
     with progress_bar(not quiet and not json_out, "edges") as update:
-        summary = run_edges(  # decoding starts while torch is imported (device and threads are applied then)
+        summary = run_edges(  # decoding starts while torch is imported, if the map needs torch at all
             plan,
             cfg,
             device,

@@ -88,7 +88,7 @@ def check_batch(x: torch.Tensor) -> torch.Tensor:
 def pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int, border: str) -> torch.Tensor:
     """Pad the last two dims of a (B, C, H, W) tensor with an OpenCV-style border mode.
 
-    ``reflect101`` falls back to ``replicate`` for images too small to reflect (side of 1 pixel).
+    ``reflect101`` repeats the pixel along a side of 1 pixel (nothing to reflect), as OpenCV does.
 
     Example:
         >>> pad(torch.arange(4.0).view(1, 1, 1, 4), 2, 0, 0, 0, "reflect101")[0, 0, 0].tolist()
@@ -103,9 +103,7 @@ def pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int, border: s
         h, w = x.shape[-2:]
         if max(left, right) < w and max(top, bottom) < h:
             return F.pad(x, (left, right, top, bottom), mode="reflect")
-        if h == 1 or w == 1:
-            return F.pad(x, (left, right, top, bottom), mode="replicate")
-        # Large pads: reflect repeatedly (OpenCV reflects periodically).
+        # Large pads: reflect repeatedly (OpenCV reflects periodically); a side of 1 pixel repeats that pixel.
         idx_x = _reflect101_index(w, left, right, x.device)
         idx_y = _reflect101_index(h, top, bottom, x.device)
         return x.index_select(-1, idx_x).index_select(-2, idx_y)
@@ -114,6 +112,8 @@ def pad(x: torch.Tensor, left: int, right: int, top: int, bottom: int, border: s
 
 def _reflect101_index(n: int, before: int, after: int, device: torch.device) -> torch.Tensor:
     i = torch.arange(-before, n + after, device=device)
+    if n == 1:  # nothing to reflect: OpenCV's borderInterpolate gives index 0
+        return torch.zeros_like(i)
     period = 2 * (n - 1)
     i = torch.remainder(i, period)
     return torch.where(i >= n, period - i, i)

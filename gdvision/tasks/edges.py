@@ -43,8 +43,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from gdvision._checks import check_choice
+from gdvision.device import is_cpu_without_torch, keep_freed_memory
 from gdvision.errors import GdvisionError, UsageError
 from gdvision.filters.config import EdgeConfig
+from gdvision.filters.sobel_np import SOBEL3_STEP_RESPONSE, sobel_magnitude_np
 from gdvision.io.images import LoadedImage, atomic_write_bytes, encode_png, read_image, write_npy
 from gdvision.io.png16 import encode_png_array
 from gdvision.tasks.outputs import OutputPolicy
@@ -127,19 +129,38 @@ def encode_result(arr: np.ndarray, fmt: str, path: Path) -> None:
     atomic_write_bytes(path, encode_png(arr, 16 if fmt == "png16" else 8, compress_level=_PNG_LEVEL))
 
 
+def computes_with_numpy(cfg: EdgeConfig, device: torch.device | str) -> bool:
+    """Whether :class:`EdgeBatch` computes ``cfg`` on ``device`` with NumPy (no torch) instead of the torch filters.
+
+    True for the default map - the 3x3 Sobel magnitude (L2 or L1) with the reflect-101 border - on the CPU
+    (``device`` ``'cpu'`` or a CPU torch device): :func:`~gdvision.filters.sobel_np.sobel_magnitude_np`, file by file
+    in the writer threads. Every other map, and every accelerator, uses the torch filters.
+
+    Example:
+        >>> computes_with_numpy(EdgeConfig(), "cpu"), computes_with_numpy(EdgeConfig(op="scharr"), "cpu")
+        (True, False)
+    """
+    kind = device if isinstance(device, str) else device.type
+    default_map = (cfg.op, cfg.ksize, cfg.what, cfg.border) == ("sobel", 3, "magnitude", "reflect101")
+    return kind == "cpu" and default_map and cfg.norm in ("l1", "l2")
+
+
 class EdgeBatch:
     """Compute the edge maps of one batch and hand their files to a writer pool: the one path of both modes.
 
     Args:
         cfg: what to compute (validated here).
-        device: where to compute.
+        device: where to compute: a torch device, or ``'cpu'`` for the NumPy route (:func:`computes_with_numpy`).
         fmt: one of :data:`FORMATS`.
-        pool: the threads that encode and write the files.
+        pool: the threads that encode and write the files (and on the NumPy route also compute them).
     """
 
-    def __init__(self, cfg: EdgeConfig, device: torch.device, fmt: str, pool: Executor) -> None:
+    def __init__(self, cfg: EdgeConfig, device: torch.device | str, fmt: str, pool: Executor) -> None:
         cfg.validate()
         self.cfg, self.device, self.fmt, self.pool = cfg, device, check_format(fmt), pool
+        self.numpy = computes_with_numpy(cfg, device)
+        if not self.numpy and isinstance(device, str):
+            raise ValueError(f"EdgeBatch needs a torch device for {cfg}, got '{device}'")
 
     def __call__(
         self, images: list[np.ndarray], outs: list[Path], means: bool = False
@@ -150,6 +171,11 @@ class EdgeBatch:
         whose ``result()`` re-raises the write's error. Raises when the batch as a whole fails (e.g. images too
         small for a ``valid`` filter).
         """
+        if self.numpy:
+            jobs = zip(images, outs, strict=True)
+            futs = [self.pool.submit(_numpy_file, a, self.cfg.norm, self.fmt, o, means) for a, o in jobs]
+            avg = [float("nan") if f.exception() is not None else f.result() for f in futs] if means else []
+            return avg, futs  # type: ignore[return-value]
         import torch
 
         from gdvision.filters.edges import edge_map, to_unit_range
@@ -164,6 +190,23 @@ class EdgeBatch:
         else:
             y_np = y.float().cpu().numpy()
         return avg, [self.pool.submit(encode_result, y_np[k], self.fmt, o) for k, o in enumerate(outs)]
+
+
+def _numpy_file(image: np.ndarray, norm: str, fmt: str, path: Path, mean: bool = False) -> float:
+    """The NumPy route for one image (H, W, C): its Sobel magnitude written to ``path``; returns the map's mean
+    (with ``mean``; NaN otherwise).
+
+    The same values and files as the torch route (:func:`~gdvision.filters.edges.to_unit_range`, then
+    :func:`encode_result`), up to the last-place difference of the square root that
+    :mod:`gdvision.filters.sobel_np` describes.
+    """
+    y = sobel_magnitude_np(np.ascontiguousarray(image, dtype=np.float32), norm)
+    avg = float(y.mean(dtype=np.float64)) if mean else float("nan")
+    if fmt != "npy":
+        y /= np.float32(SOBEL3_STEP_RESPONSE)
+        np.clip(y, 0.0, 1.0, out=y)
+    encode_result(y.transpose(2, 0, 1), fmt, path)
+    return avg
 
 
 def quantize8(y: torch.Tensor) -> torch.Tensor:
@@ -295,7 +338,9 @@ def run_edges(
     """Compute the edge maps of a plan's files and write them (``gdvision edges FILES -o DIR``).
 
     Decoding starts first, in the worker threads, so that it overlaps the import of torch when ``device`` is
-    a string (``auto``, ``cpu``, ``cuda``...: resolved once reading is under way).
+    a string (``auto``, ``cpu``, ``cuda``...: resolved once reading is under way). The default map on the CPU
+    (:func:`computes_with_numpy`; ``auto`` counts when :func:`~gdvision.device.is_cpu_without_torch` says so) is
+    computed with NumPy in the worker threads and torch is not imported at all.
 
     Args:
         plan: inputs and their claimed outputs, from :func:`plan_edges`.
@@ -305,7 +350,8 @@ def run_edges(
         workers: threads for decoding and encoding.
         progress: called as ``progress(done, total, info)`` after each file.
         threads: torch threads (0: torch's default), set once reading is under way. On the CPU with
-            ``workers >= 2`` the batches compute with one torch thread (the files are the parallel unit).
+            ``workers >= 2`` the batches compute with one torch thread (the files are the parallel unit). Unused
+            on the NumPy route, whose parallel unit is the file (``workers`` threads).
 
     Returns:
         an :class:`EdgeRunSummary`; a file that cannot be read or written is a failure in it, not an exception.
@@ -340,9 +386,16 @@ def run_edges(
         ThreadPoolExecutor(max_workers=workers) as pool,
         _ReadAhead(pool, todo, max(2 * batch_size, 2 * workers)) as ahead,
     ):
-        device = _start_torch(device, threads)
-        with _one_compute_thread(device, workers):
-            _run_batches(ahead, EdgeBatch(cfg, device, plan.fmt, pool), batch_size, summary, fail, tick)
+        if isinstance(device, str) and is_cpu_without_torch(device) and computes_with_numpy(cfg, "cpu"):
+            device = "cpu"  # the default map on the CPU: NumPy in the worker threads, torch never imported
+        else:
+            device = _start_torch(device, threads)
+        if computes_with_numpy(cfg, device):
+            keep_freed_memory()  # each file's arrays reuse the last one's memory instead of faulting in fresh pages
+            _run_batches(ahead, EdgeBatch(cfg, "cpu", plan.fmt, pool), batch_size, summary, fail, tick)
+        else:
+            with _one_compute_thread(device, workers):  # type: ignore[arg-type]
+                _run_batches(ahead, EdgeBatch(cfg, device, plan.fmt, pool), batch_size, summary, fail, tick)
     summary.seconds = time.perf_counter() - t0
     return summary
 
@@ -480,6 +533,7 @@ __all__ = [
     "EdgeRunSummary",
     "EdgesJob",
     "check_format",
+    "computes_with_numpy",
     "EdgePlan",
     "plan_edges",
     "quantize8",

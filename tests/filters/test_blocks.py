@@ -83,3 +83,16 @@ def test_huge_pages_keeps_the_tensor_and_its_values():
     assert bool((t == 2.5).all())
     small = torch.empty(10)
     assert blocks._huge_pages(small) is small
+
+
+@pytest.mark.parametrize("shape", [(7, 1), (1, 9), (1, 1), (2, 1), (1, 2)])
+def test_reflect101_on_a_one_pixel_side_equals_opencv(shape: tuple[int, int]):
+    """A side of 1 pixel repeats that pixel (nothing to reflect); the other side still reflects, as in OpenCV."""
+    import cv2
+
+    x = np.arange(1.0, 1.0 + shape[0] * shape[1], dtype=np.float32).reshape(shape)
+    want = cv2.copyMakeBorder(x, 2, 1, 3, 2, cv2.BORDER_REFLECT_101)
+    got = blocks.pad(torch.from_numpy(x)[None, None], 3, 2, 2, 1, "reflect101")[0, 0].numpy()
+    assert np.array_equal(got, want)
+    dy = f.derivative(torch.from_numpy(x)[None, None], 0, 1)[0, 0].numpy()
+    assert np.array_equal(dy, cv2.Sobel(x, cv2.CV_32F, 0, 1, ksize=3))

@@ -200,3 +200,15 @@ def test_read_json_errors_are_one_line(tmp_path: Path) -> None:
         with pytest.raises(InputError, match="not valid JSON") as info:
             read_json(tmp_path / name)
         assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_integer_scaling_equals_the_float64_quotient_for_every_value(tmp_path: Path, dtype: type) -> None:
+    """8- and 16-bit pixels are divided in float32 (one pass): the same values as k / peak rounded from float64."""
+    peak = np.iinfo(dtype).max
+    every = np.arange(peak + 1, dtype=dtype)
+    side = 16 if dtype == np.uint8 else 256
+    iio.imwrite(tmp_path / "every.png", every.reshape(side, -1))
+    got = read_image(tmp_path / "every.png").array[..., 0].ravel()
+    want = (np.arange(peak + 1, dtype=np.float64) / peak).astype(np.float32)
+    assert got.dtype == np.float32 and np.array_equal(got, want)
