@@ -1,7 +1,8 @@
 """Benchmark: Sobel gradient magnitude (the Kornia paper's filter benchmark) and the edges CLI on 500 PNGs.
 
 Part 1 - library: float32 RGB 256x256 images, batch sizes 1, 8, 32, 128; median wall time of >= 50
-repetitions per library, the libraries interleaved in every repetition so that machine noise hits all alike:
+repetitions per library, the libraries interleaved in every repetition so that machine noise hits all alike, in
+a new random order each repetition (seeded) so that no library always follows the same one:
 
 - gdvision: ``gradient_magnitude(x)`` on a (B, 3, H, W) tensor;
 - OpenCV: per image ``cv2.Sobel`` x and y (CV_32F) + ``cv2.magnitude`` (how an OpenCV user writes it);
@@ -119,8 +120,13 @@ def bench_library(
         for fn in fns.values():  # warm-up
             fn()
         slow_skip: set[str] = set()
+        order = np.random.default_rng(b)
         for r in range(reps):
-            for name, fn in fns.items():
+            # a new order every repetition: each library follows each other one equally often (in a fixed order
+            # gdvision always ran right after the slow single-threaded peers and OpenCV right after gdvision, and
+            # how fast a library starts depends on what ran before it on this VM, see bench/README.md#edges)
+            for k in order.permutation(len(fns)):
+                name, fn = list(fns.items())[k]
                 if name in slow_skip:
                     continue
                 t = time.perf_counter()
