@@ -24,22 +24,34 @@ from __future__ import annotations
 import numpy as np
 
 _SIMD_LANES = 8  # OpenCV's float32 filters: 8-lane AVX2 steps over a row of W * C values, then a scalar tail
+_BAND_ELEMS = 1 << 18  # padded values per row band (1 MiB): its temporaries stay in cache, memory stays bounded
 
 # The 3x3 Sobel magnitude of a unit step edge: what gdvision.filters.edges.unit_step_response gives for it (the
 # scale of PNG output), restated here so that the NumPy route needs no torch (a test checks they agree).
 SOBEL3_STEP_RESPONSE = 4.0
 
 
-def _pad1(x: np.ndarray) -> np.ndarray:
-    """(H, W, C) -> (H + 2, W + 2, C) with OpenCV's reflect-101 border (a side of 1 pixel repeats it)."""
-    h, w = x.shape[:2]
-    if min(h, w) > 1:
-        return np.pad(x, ((1, 1), (1, 1), (0, 0)), mode="reflect")
-    rows = np.abs(np.arange(-1, h + 1)) if h > 1 else np.zeros(h + 2, np.intp)
-    rows[-1] = h - 2 if h > 1 else 0
-    cols = np.abs(np.arange(-1, w + 1)) if w > 1 else np.zeros(w + 2, np.intp)
-    cols[-1] = w - 2 if w > 1 else 0
-    return x[rows][:, cols]
+def _reflect101(i: np.ndarray, n: int) -> np.ndarray:
+    """Indices ``i`` in [-1, n] mapped into [0, n) by OpenCV's reflect-101 rule (index 0 when ``n`` is 1)."""
+    if n == 1:
+        return np.zeros_like(i)
+    i = np.abs(i)
+    return np.where(i >= n, 2 * (n - 1) - i, i)
+
+
+def _padded_band(x: np.ndarray, r0: int, r1: int) -> np.ndarray:
+    """Rows [r0 - 1, r1 + 1) of ``x`` (H, W, C), reflect-101 at the image's top and bottom, with one reflected
+    column on each side: (r1 - r0 + 2, W + 2, C), a new array."""
+    h, w, c = x.shape
+    p = np.empty((r1 - r0 + 2, w + 2, c), np.float32)
+    if r0 >= 1 and r1 + 1 <= h:
+        p[:, 1:-1] = x[r0 - 1 : r1 + 1]
+    else:
+        p[:, 1:-1] = x[_reflect101(np.arange(r0 - 1, r1 + 1), h)]
+    left, right = (2, w - 1) if w > 1 else (1, 1)  # columns -1 and w of x: 1 and w - 2 (the pixel itself if w = 1)
+    p[:, 0] = p[:, left]
+    p[:, -1] = p[:, right]
+    return p
 
 
 def _smooth121(a: np.ndarray, m: np.ndarray, b: np.ndarray, tail: int, pairs: bool) -> np.ndarray:
@@ -68,8 +80,10 @@ def sobel_magnitude_np(x: np.ndarray, norm: str = "l2") -> np.ndarray:
         norm: ``'l2'`` or ``'l1'``.
 
     Returns:
-        (H, W, C) float32, equal bit for bit to ``gradient_magnitude(t, 'sobel', 3, 'reflect101', norm)`` of
-        ``t = torch.from_numpy(x).permute(2, 0, 1)[None]`` on the CPU (unnormalised: a unit ramp gives 8).
+        (H, W, C) float32 (unnormalised: a unit ramp gives 8): for ``'l1'`` equal bit for bit to
+        ``gradient_magnitude(t, 'sobel', 3, 'reflect101', norm)`` of ``t = torch.from_numpy(x).permute(2, 0, 1)[None]``
+        on the CPU, for ``'l2'`` the IEEE magnitude of its dx and dy (within one unit in the last place of it, see
+        above). The image is computed in row bands of about 1 MiB, so memory beyond the output stays bounded.
 
     Shape:
         - Input: (H, W, C)
@@ -87,20 +101,24 @@ def sobel_magnitude_np(x: np.ndarray, norm: str = "l2") -> np.ndarray:
         raise ValueError(f"unknown norm '{norm}': use l1 or l2")
     h, w, c = x.shape
     tail = (w * c) % _SIMD_LANES
-    p = _pad1(x)
-    left, mid, right = p[:, :-2], p[:, 1:-1], p[:, 2:]
-    rd = np.subtract(right, left)  # row pass [-1, 0, 1]
-    rs = _smooth121(left, mid, right, tail, pairs=True)  # row pass [1, 2, 1]
-    gx = _smooth121(rd[:-2], rd[1:-1], rd[2:], tail, pairs=False)  # column pass [1, 2, 1]
-    gy = np.subtract(rs[2:], rs[:-2])  # column pass [-1, 0, 1]
-    if norm == "l1":
-        out = np.abs(gx)
-        out += np.abs(gy)
-        return out
-    gx *= gx
-    gy *= gy
-    gx += gy
-    return np.sqrt(gx, out=gx)
+    out = np.empty_like(x)
+    rows = max(1, _BAND_ELEMS // ((w + 2) * c))
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        p = _padded_band(x, r0, r1)
+        left, mid, right = p[:, :-2], p[:, 1:-1], p[:, 2:]
+        rd = np.subtract(right, left)  # row pass [-1, 0, 1]
+        rs = _smooth121(left, mid, right, tail, pairs=True)  # row pass [1, 2, 1]
+        gx = _smooth121(rd[:-2], rd[1:-1], rd[2:], tail, pairs=False)  # column pass [1, 2, 1]
+        gy = np.subtract(rs[2:], rs[:-2])  # column pass [-1, 0, 1]
+        if norm == "l1":
+            np.add(np.abs(gx, out=gx), np.abs(gy, out=gy), out=out[r0:r1])
+            continue
+        gx *= gx
+        gy *= gy
+        gx += gy
+        np.sqrt(gx, out=out[r0:r1])
+    return out
 
 
 __all__ = ["SOBEL3_STEP_RESPONSE", "sobel_magnitude_np"]

@@ -74,3 +74,25 @@ def test_unit_step_scale_and_bad_arguments():
         sobel_magnitude_np(step[..., 0])
     with pytest.raises(ValueError, match="norm"):
         sobel_magnitude_np(step, "linf")
+
+
+def test_row_bands_give_the_same_values_in_bounded_memory(monkeypatch: pytest.MonkeyPatch):
+    import tracemalloc
+
+    from gdvision.filters import sobel_np
+
+    x = _image((37, 53, 3), "unit", 7)  # 53 * 3 % 8 = 7: the tail in every band
+    whole = sobel_magnitude_np(x)
+    for band in (1, 160, 500):  # one row per band, a few rows, the top and bottom bands reflecting
+        monkeypatch.setattr(sobel_np, "_BAND_ELEMS", band)
+        assert np.array_equal(sobel_magnitude_np(x), whole)
+        assert np.array_equal(sobel_magnitude_np(x, "l1"), sobel_magnitude_np(x.copy(), "l1"))
+    monkeypatch.undo()
+    big = np.zeros((1500, 1000, 3), np.float32)  # 18 MB
+    tracemalloc.start()
+    try:
+        out = sobel_magnitude_np(big)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert out.nbytes == big.nbytes and peak - out.nbytes < 8 << 20  # bands of about 1 MiB, not whole-image copies
