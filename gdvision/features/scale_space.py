@@ -198,23 +198,32 @@ def build_scale_space(
 
 def _level_groups(
     ss: ScaleSpace, batch: torch.Tensor, octave: torch.Tensor, level: torch.Tensor
-) -> tuple[torch.Tensor, list[tuple[int, int, torch.Tensor]]]:
-    """Keypoints grouped by the Gaussian level they sample: ``(order, [(start, count, image (1, 1, H, W)), ...])``.
+) -> tuple[torch.Tensor, list[tuple[int, int, list[tuple[int, int, int]]]]]:
+    """Keypoints grouped by the Gaussian level they sample: ``(order, [(octave, level, parts), ...])``.
 
-    ``order`` sorts the keypoints by (image, octave, level); each group is a contiguous range of it (one sort, no
+    ``order`` sorts the keypoints by (octave, level, image); ``parts`` lists ``(image, start, count)``: the
+    keypoints of one image at that level are the contiguous range ``order[start : start + count]`` (one sort, no
     per-group search over all keypoints).
     """
     nl = max(o.shape[1] for o in ss.octaves)
-    key = (batch * len(ss.octaves) + octave) * nl + level
+    nb = ss.octaves[0].shape[0]
+    key = (octave * nl + level) * nb + batch
     order = torch.argsort(key)
     keys, counts = torch.unique_consecutive(key[order], return_counts=True)
-    groups, start = [], 0
+    groups: list[tuple[int, int, list[tuple[int, int, int]]]] = []
+    start = 0
     for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        bi, rest = divmod(kv, len(ss.octaves) * nl)
-        o, lv = divmod(rest, nl)
-        groups.append((start, cnt, ss.octaves[o][bi : bi + 1, lv : lv + 1]))
+        ol, bi = divmod(kv, nb)
+        o, lv = divmod(ol, nl)
+        if groups and groups[-1][:2] == (o, lv):
+            groups[-1][2].append((bi, start, cnt))
+        else:
+            groups.append((o, lv, [(bi, start, cnt)]))
         start += cnt
     return order, groups
+
+
+_OUTSIDE = -4.0  # a normalised coordinate whose bilinear neighbours all lie outside the image: it samples 0
 
 
 def sample_affine_patches(
@@ -240,6 +249,8 @@ def sample_affine_patches(
 
     The positions are produced per group of keypoints of one (image, octave, level), already in ``grid_sample``'s
     normalised coordinates, by one small matrix product (no (K, P, 2) pass to build, sort, scale and shift them).
+    Without a gradient, the groups of one (octave, level) in several images are sampled by one call, the images as
+    its batch items (the same samples at the same positions; on the CPU the items run on separate threads).
 
     Example (a horizontal ramp: the value is the x position):
         >>> import torch
@@ -268,10 +279,24 @@ def sample_affine_patches(
     kron[:, 1, :, 1] = g1
     kron = kron.view(6, 2 * p)
     out = centre.new_empty(k, p, dtype=dt)
-    for start, cnt, img in groups:
-        pos = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(1, cnt, p, 2)
-        v = F.grid_sample(img, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (1, 1, cnt, P)
-        out = out.index_copy_(0, order[start : start + cnt], v[0, 0])
+    grad = torch.is_grad_enabled() and (coef.requires_grad or any(o.requires_grad for o in ss.octaves))
+    for o, lv, parts in groups:
+        levels = ss.octaves[o][:, lv : lv + 1]  # (B, 1, H, W)
+        if len(parts) == 1 or grad:
+            for bi, start, cnt in parts:
+                pos = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(1, cnt, p, 2)
+                v = F.grid_sample(levels[bi : bi + 1], pos, mode="bilinear", padding_mode="zeros", align_corners=True)
+                out = out.index_copy_(0, order[start : start + cnt], v[0, 0])
+            continue
+        # several images at this level: one call with the images as batch items (grid_sample runs batch items in
+        # parallel on the CPU, one item on one thread), short ones padded with positions that sample 0
+        m = max(cnt for _, _, cnt in parts)
+        pos = coef.new_full((levels.shape[0], m, p, 2), _OUTSIDE)
+        for bi, start, cnt in parts:
+            pos[bi, :cnt] = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(cnt, p, 2)
+        v = F.grid_sample(levels, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, 1, m, P)
+        for bi, start, cnt in parts:
+            out = out.index_copy_(0, order[start : start + cnt], v[bi, 0, :cnt])
     return out
 
 

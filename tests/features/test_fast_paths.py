@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from gdvision.features import scale_space
@@ -175,6 +176,34 @@ def test_affine_patches_equal_per_keypoint_sampling_with_gradients():
     g_out = torch.autograd.grad((out * w).sum(), (img, centre, axes))
     for a, b in zip(g_out, g_ref, strict=True):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_affine_patches_of_several_images_sampled_together_equal_one_image_at_a_time(threads: int):
+    """Without a gradient the groups of one level in two images are one grid_sample call (the images as batch
+    items, short groups padded): the same samples, bit for bit, as the per-image calls of the gradient path."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(8)
+        ss = build_scale_space(torch.rand(2, 1, 90, 120, generator=g), double_first=False)
+        k = 301
+        batch = torch.randint(0, 2, (k,), generator=g)
+        octave = torch.randint(0, 2, (k,), generator=g)
+        level = torch.randint(0, 5, (k,), generator=g)
+        batch[:5] = 1  # a level that only image 1 samples: its own call
+        octave[:5], level[:5] = 1, 4
+        level[5:] = torch.where(level[5:] == 4, 3, level[5:])
+        centre = torch.rand(k, 2, generator=g) * 40 + 3
+        ang = torch.rand(k, generator=g) * 6.28
+        rot = torch.stack([torch.stack([ang.cos(), ang.sin()], -1), torch.stack([-ang.sin(), ang.cos()], -1)], 1)
+        grid = torch.rand(324, 2, generator=g) * 10 - 5
+        with torch.no_grad():
+            together = sample_affine_patches(ss, batch, octave, level, centre, rot * 1.7, grid)
+        alone = sample_affine_patches(ss, batch, octave, level, centre.requires_grad_(True), rot * 1.7, grid)
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(together, alone.detach())
 
 
 def test_small_levels_blurred_by_matrices_equal_the_taps(monkeypatch):
