@@ -65,8 +65,8 @@ def _smooth121(a: np.ndarray, m: np.ndarray, b: np.ndarray, tail: int, pairs: bo
         n = out.shape[1] * out.shape[2]
         sl = slice(n - tail, n - tail + k)
 
-        def flat(v: np.ndarray) -> np.ndarray:
-            return np.ascontiguousarray(v).reshape(rows, n)[:, sl]
+        def flat(v: np.ndarray) -> np.ndarray:  # a view: each row's W * C values are contiguous in the band
+            return v.reshape(rows, n)[:, sl]
 
         out.reshape(rows, n)[:, sl] = (flat(a) + 2.0 * flat(m)) + flat(b)
     return out
