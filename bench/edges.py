@@ -120,13 +120,13 @@ def bench_library(
         for fn in fns.values():  # warm-up
             fn()
         slow_skip: set[str] = set()
-        order = np.random.default_rng(b)
+        order, items = np.random.default_rng(b), list(fns.items())
         for r in range(reps):
             # a new order every repetition: each library follows each other one equally often (in a fixed order
             # gdvision always ran right after the slow single-threaded peers and OpenCV right after gdvision, and
             # how fast a library starts depends on what ran before it on this VM, see bench/README.md#edges)
             for k in order.permutation(len(fns)):
-                name, fn = list(fns.items())[k]
+                name, fn = items[k]
                 if name in slow_skip:
                     continue
                 t = time.perf_counter()

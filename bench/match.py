@@ -172,10 +172,11 @@ def main() -> None:
 
     rows: dict[str, list[dict]] = {m: [] for m in methods}
     order = np.random.default_rng(0)  # a new order per pair: no method always runs right after the same one
+    items = list(methods.items())
     for i, p in enumerate(pairs):
         h, w = p["a"].shape[:2]
         for k in order.permutation(len(methods)):
-            name, fn = list(methods.items())[k]
+            name, fn = items[k]
             if device.type == "cuda":
                 torch.cuda.synchronize()
             t0, c0 = time.perf_counter(), time.process_time()

@@ -390,12 +390,13 @@ def run_edges(
             device = "cpu"  # the default map on the CPU: NumPy in the worker threads, torch never imported
         else:
             device = _start_torch(device, threads)
-        if computes_with_numpy(cfg, device):
+        compute = EdgeBatch(cfg, device, plan.fmt, pool)
+        if compute.numpy:
             keep_freed_memory()  # each file's arrays reuse the last one's memory instead of faulting in fresh pages
-            _run_batches(ahead, EdgeBatch(cfg, "cpu", plan.fmt, pool), batch_size, summary, fail, tick)
+            _run_batches(ahead, compute, batch_size, summary, fail, tick)
         else:
             with _one_compute_thread(device, workers):  # type: ignore[arg-type]
-                _run_batches(ahead, EdgeBatch(cfg, device, plan.fmt, pool), batch_size, summary, fail, tick)
+                _run_batches(ahead, compute, batch_size, summary, fail, tick)
     summary.seconds = time.perf_counter() - t0
     return summary
 
