@@ -18,6 +18,7 @@ gradients; the final quadratic step is re-evaluated with them).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -129,11 +130,19 @@ def default_threshold(detector: str, contrast_threshold: float, scales_per_octav
     return amp * amp / 16.0
 
 
-def _max3(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """Maximum over windows of 3 along ``dim`` (the output is 2 shorter: valid positions only)."""
-    n = x.shape[dim]
-    m = torch.maximum(x.narrow(dim, 0, n - 2), x.narrow(dim, 1, n - 2))
-    return torch.maximum(m, x.narrow(dim, 2, n - 2), out=m)
+def window3(x: torch.Tensor, op: Callable[..., torch.Tensor] = torch.maximum) -> torch.Tensor:
+    """``op`` (``torch.maximum`` or ``torch.minimum``) over every 3x3x3 window of dims 1-3 of (B, L, H, W), separably:
+    (B, L - 2, H - 2, W - 2), valid positions only. Without gradients (the second ``op`` of each dim writes in place).
+
+    Example:
+        >>> window3(torch.arange(27.0).view(1, 3, 3, 3)).flatten().tolist(), window3(torch.ones(1, 4, 3, 5)).shape
+        ([26.0], torch.Size([1, 2, 1, 3]))
+    """
+    for dim in (1, 2, 3):
+        n = x.shape[dim]
+        m = op(x.narrow(dim, 0, n - 2), x.narrow(dim, 1, n - 2))
+        x = op(m, x.narrow(dim, 2, n - 2), out=m)
+    return x
 
 
 def _nms(
@@ -168,7 +177,7 @@ def _nms(
         # c >= max(window) and c > threshold in one comparison: the window maximum raised to the next value above
         # the threshold (the threshold as the response's dtype compares it, so the same samples pass)
         t = torch.tensor(threshold, dtype=x.dtype)
-        mx = _max3(_max3(_max3(x, 1), 2), 3).clamp_min_(float(torch.nextafter(t, t.new_tensor(float("inf")))))
+        mx = window3(x).clamp_min_(float(torch.nextafter(t, t.new_tensor(float("inf")))))
         ok = torch.ge(c, mx, out=torch.empty(mx.shape, dtype=torch.bool, device=mx.device))
         idx = _nonzero4(ok)
         found.append(idx + idx.new_tensor([0, lo, y0, bd]))
@@ -321,7 +330,7 @@ def refine_extrema(
     are dropped. Returns ``(idx (M,4), offset (M,3) (dx,dy,ds), value (M,), hess_xy (M,2,2), kept (M,))``
     (``kept``: the indices of the surviving rows of ``idx``); offset, value and Hessian are differentiable with
     respect to ``resp``. With ``geo`` (K, 4), ``resp`` is a flat concatenation of several stacks (see
-    :func:`_fit`; one pass for all the small octaves) and ``hi`` may be a (K,) tensor.
+    :func:`quadratic_fit`; one pass for all the small octaves) and ``hi`` may be a (K,) tensor.
     """
     if geo is None:
         h, w = resp.shape[-2:]

@@ -48,7 +48,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.features.descriptors import normalize_sift
-from gdvision.features.detectors import Keypoints, quadratic_fit
+from gdvision.features.detectors import Keypoints, quadratic_fit, window3
 from gdvision.features.orientation import smooth_circular
 from gdvision.features.scale_space import ScaleSpace, patch_gradients
 from gdvision.filters.kernels import gaussian_kernel1d
@@ -122,13 +122,7 @@ def _extrema(dog: torch.Tensor, threshold: float, border: int, S: int) -> torch.
         return torch.zeros(0, 4, dtype=torch.long, device=dog.device)
     x = dog[:, :, border - 1 : h - border + 1, border - 1 : w - border + 1]
 
-    def extreme(t: torch.Tensor, op) -> torch.Tensor:  # over the 3x3x3 window, separably (valid positions only)
-        for dim in (1, 2, 3):
-            n = t.shape[dim]
-            t = op(op(t.narrow(dim, 0, n - 2), t.narrow(dim, 1, n - 2)), t.narrow(dim, 2, n - 2))
-        return t
-
-    mx, mn = extreme(x, torch.maximum), extreme(x, torch.minimum)
+    mx, mn = window3(x, torch.maximum), window3(x, torch.minimum)
     c = x[:, 1:-1, 1:-1, 1:-1]
     ok = ((c > threshold) & (c >= mx)) | ((c < -threshold) & (c <= mn))
     return torch.nonzero(ok) + torch.tensor([0, 1, border, border], device=dog.device)

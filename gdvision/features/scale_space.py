@@ -280,11 +280,15 @@ def sample_affine_patches(
     kron = kron.view(6, 2 * p)
     out = centre.new_empty(k, p, dtype=dt)
     grad = torch.is_grad_enabled() and (coef.requires_grad or any(o.requires_grad for o in ss.octaves))
+
+    def positions(start: int, cnt: int) -> torch.Tensor:  # (cnt, P, 2) of the keypoints order[start : start + cnt]
+        return (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(cnt, p, 2)
+
     for o, lv, parts in groups:
         levels = ss.octaves[o][:, lv : lv + 1]  # (B, 1, H, W)
         if len(parts) == 1 or grad:
             for bi, start, cnt in parts:
-                pos = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(1, cnt, p, 2)
+                pos = positions(start, cnt)[None]
                 v = F.grid_sample(levels[bi : bi + 1], pos, mode="bilinear", padding_mode="zeros", align_corners=True)
                 out = out.index_copy_(0, order[start : start + cnt], v[0, 0])
             continue
@@ -293,7 +297,7 @@ def sample_affine_patches(
         m = max(cnt for _, _, cnt in parts)
         pos = coef.new_full((levels.shape[0], m, p, 2), _OUTSIDE)
         for bi, start, cnt in parts:
-            pos[bi, :cnt] = (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(cnt, p, 2)
+            pos[bi, :cnt] = positions(start, cnt)
         v = F.grid_sample(levels, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, 1, m, P)
         for bi, start, cnt in parts:
             out = out.index_copy_(0, order[start : start + cnt], v[bi, 0, :cnt])
