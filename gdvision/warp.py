@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gdvision.coords import apply_homography, pixel_grid, pixel_to_grid
+from gdvision.coords import pixel_to_grid
 
 
 def sample_points(img: torch.Tensor, pts: torch.Tensor, mode: str = "bilinear") -> torch.Tensor:
@@ -36,8 +36,12 @@ def stack_rows(img: torch.Tensor) -> torch.Tensor:
 
 def inside_mask(pts: torch.Tensor, h: int, w: int) -> torch.Tensor:
     """(B, N) float mask: 1 where pixel coordinates lie within the pixel-centre box [0, w-1] x [0, h-1]."""
-    x, y = pts[..., 0], pts[..., 1]
-    return ((x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)).to(pts.dtype)
+    return _inside(pts[..., 0], pts[..., 1], h, w).to(pts.dtype)
+
+
+def _inside(x: torch.Tensor, y: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Bool: pixel coordinates ``x``, ``y`` (same shape) within [0, w-1] x [0, h-1]; NaN is outside."""
+    return (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
 
 
 def warp_perspective(
@@ -67,11 +71,22 @@ def warp_perspective(
         Hm = Hm.expand(b, 3, 3)
     if not inverse_map:
         Hm = torch.linalg.inv(Hm)
-    grid = pixel_grid(Hd, Wd, device=src.device, dtype=torch.float64).reshape(1, -1, 2).expand(Hm.shape[0], -1, -1)
-    pts = apply_homography(Hm, grid)
+    # the source position of every destination pixel: each homogeneous coordinate plane is an outer sum of a row and
+    # a column, in float64 with apply_homography's order of operations (the same values, no pixel grid built)
+    xs = torch.arange(Wd, dtype=torch.float64, device=src.device).view(1, 1, Wd)
+    ys = torch.arange(Hd, dtype=torch.float64, device=src.device).view(1, Hd, 1)
+
+    def plane(r: int) -> torch.Tensor:
+        return (Hm[:, r, 0].view(-1, 1, 1) * xs + Hm[:, r, 1].view(-1, 1, 1) * ys) + Hm[:, r, 2].view(-1, 1, 1)
+
+    z = plane(2)
+    z = torch.where(z.abs() < 1e-12, 1e-12, z)  # apply_homography's clamp of points at infinity
+    u, v = plane(0) / z, plane(1) / z
     h, w = src.shape[-2:]
-    mask = inside_mask(pts, h, w).to(src.dtype).reshape(-1, 1, Hd, Wd)
-    norm = pixel_to_grid(pts, h, w).to(src.dtype).reshape(-1, Hd, Wd, 2)
+    mask = _inside(u, v, h, w).to(src.dtype).unsqueeze(1)
+    norm = torch.empty(*u.shape, 2, dtype=src.dtype, device=src.device)  # pixel_to_grid, rounded once from float64
+    norm[..., 0] = u.mul_(2.0 / max(w - 1, 1)).sub_(1.0)
+    norm[..., 1] = v.mul_(2.0 / max(h - 1, 1)).sub_(1.0)
     if norm.shape[0] != b:
         src = src.expand(norm.shape[0], -1, -1, -1)
     dst = F.grid_sample(src, norm, mode=mode, padding_mode="zeros", align_corners=True)

@@ -51,12 +51,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 
 from gdvision.color import to_gray
 from gdvision.filters.separable import gaussian_blur, sobel
 from gdvision.losses import ncc
 from gdvision.pyramid import downsample_mask, pyr_down
+from gdvision.warp import warp_perspective
 
 #: Smallest luminance standard deviation (intensity in [0, 1]) of an image worth registering (half an 8-bit step).
 MIN_TEXTURE = 0.002
@@ -135,30 +135,6 @@ def _down(x: torch.Tensor, m: torch.Tensor, level: int) -> tuple[torch.Tensor, t
     return x, m
 
 
-def _warp_back(src: torch.Tensor, Hm: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """``src`` (B, C, h, w) sampled at ``Hm @ x`` for every pixel ``x`` of a (H, W) = ``size`` frame, with the
-    mask of the points inside ``src``: ``warp_perspective(src, Hm, (W, H), inverse_map=True)``, written for
-    whole frames (each coordinate plane is an outer sum of a row and a column, in float64), several times cheaper.
-    """
-    hd, wd = size
-    h, w = src.shape[-2:]
-    xs = torch.arange(wd, dtype=torch.float64, device=src.device).view(1, 1, wd)
-    ys = torch.arange(hd, dtype=torch.float64, device=src.device).view(1, hd, 1)
-    H = Hm.to(torch.float64)
-
-    def plane(r: int) -> torch.Tensor:
-        return H[:, r, 0].view(-1, 1, 1) * xs + (H[:, r, 1].view(-1, 1, 1) * ys + H[:, r, 2].view(-1, 1, 1))
-
-    z = plane(2)
-    z = torch.where(z.abs() < 1e-12, 1e-12, z)
-    u, v = plane(0) / z, plane(1) / z
-    inside = ((u >= 0) & (u <= w - 1) & (v >= 0) & (v <= h - 1)).unsqueeze(1).to(src.dtype)
-    grid = torch.empty(*u.shape, 2, dtype=src.dtype, device=src.device)  # filled straight from float64
-    grid[..., 0] = u.mul_(2.0 / max(w - 1, 1)).sub_(1)
-    grid[..., 1] = v.mul_(2.0 / max(h - 1, 1)).sub_(1)
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True), inside
-
-
 def _erode3(m: torch.Tensor) -> torch.Tensor:
     """Minimum over each pixel's 3x3 neighbourhood inside the image (``-max_pool2d(-m, 3, 1, 1)``)."""
     r = m.clone()
@@ -191,9 +167,9 @@ def measure(
     Hl = S @ H.to(torch.float64) @ Si
     (ha, wa), (hb, wb) = ga.shape[-2:], gb.shape[-2:]
     # one warp of B, its mask and its blurred copy (the coordinates are the costly part: computed once)
-    warped, inside = _warp_back(torch.cat([gb, mb, gaussian_blur(gb, BLUR)], 1), Hl, (ha, wa))
+    warped, inside = warp_perspective(torch.cat([gb, mb, gaussian_blur(gb, BLUR)], 1), Hl, (wa, ha), inverse_map=True)
     valid = ((inside * ma * (warped[:, 1:2] > 0.999)) > 0.5).float()
-    cover, inside_b = _warp_back(ma, torch.linalg.inv(Hl), (hb, wb))
+    cover, inside_b = warp_perspective(ma, torch.linalg.inv(Hl), (wb, hb), inverse_map=True)
     covered = ((inside_b * (cover > 0.999) * mb) > 0.5).float()
     frac_a = valid.flatten(1).sum(1) / ma.flatten(1).sum(1).clamp_min(1.0)
     frac_b = covered.flatten(1).sum(1) / mb.flatten(1).sum(1).clamp_min(1.0)
