@@ -282,15 +282,38 @@ def laplacian(x: torch.Tensor, ksize: int = 1, border: str = "reflect101", scale
     return y * scale if scale != 1 else y
 
 
-def central_gradient(x: torch.Tensor, border: str = "replicate") -> tuple[torch.Tensor, torch.Tensor]:
+def central_gradient(
+    x: torch.Tensor, border: str = "replicate", out: tuple[torch.Tensor, torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Central differences ``(I[i+1] - I[i-1]) / 2`` along x and y: derivatives in intensity per pixel.
+
+    ``out``: two tensors of ``x``'s shape (views are fine) that receive dx and dy. With the ``replicate`` border, a
+    float32/float64 ``x`` and no gradient needed, the differences are written straight into them (no padded copy;
+    the same values as the separable filter bit for bit).
 
     Example:
         >>> gx, gy = central_gradient(torch.arange(4.0).expand(1, 1, 4, 4))
         >>> gx[0, 0, 1].tolist()
         [0.5, 1.0, 1.0, 0.5]
     """
-    return separable_filter(x, (-0.5, 0.0, 0.5), (1.0,), border), separable_filter(x, (1.0,), (-0.5, 0.0, 0.5), border)
+    direct = border == "replicate" and x.dtype in (torch.float32, torch.float64)
+    if direct and not (torch.is_grad_enabled() and x.requires_grad):
+        gx, gy = out if out is not None else (torch.empty_like(x), torch.empty_like(x))
+        return _central_difference(x, -1, gx), _central_difference(x, -2, gy)
+    gx = separable_filter(x, (-0.5, 0.0, 0.5), (1.0,), border)
+    gy = separable_filter(x, (1.0,), (-0.5, 0.0, 0.5), border)
+    return (gx, gy) if out is None else (out[0].copy_(gx), out[1].copy_(gy))
+
+
+def _central_difference(x: torch.Tensor, dim: int, out: torch.Tensor) -> torch.Tensor:
+    """``(x[i+1] - x[i-1]) * 0.5`` along ``dim`` with a replicated border (0 along a side of 1), into ``out``."""
+    n = x.shape[dim]
+    if n == 1:
+        return out.zero_()
+    torch.sub(x.narrow(dim, 2, n - 2), x.narrow(dim, 0, n - 2), out=out.narrow(dim, 1, n - 2))
+    out.narrow(dim, 0, 1).copy_(x.narrow(dim, 1, 1) - x.narrow(dim, 0, 1))
+    out.narrow(dim, n - 1, 1).copy_(x.narrow(dim, n - 1, 1) - x.narrow(dim, n - 2, 1))
+    return out.mul_(0.5)
 
 
 __all__ = [

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from gdvision.color import to_gray
 from gdvision.coords import centring_matrix, homography_from_centred
 from gdvision.errors import InputError
-from gdvision.filters.separable import gaussian_blur, sobel
+from gdvision.filters.separable import central_gradient, gaussian_blur, sobel
 from gdvision.losses import mutual_information, ssim_loss
 from gdvision.pyramid import downsample_mask, gaussian_pyramid, num_levels
 from gdvision.register.config import MIN_LEVEL_SIZE, RegisterConfig
@@ -100,26 +100,10 @@ class Registration:
         """B at ``level`` with its x/y derivatives (and validity mask if any), rows stacked: (1, 3|4, B*h, w)."""
         if level not in self._stack_cache:
             bl = self.pyr_b[level]
-            # central differences (I[i+1] - I[i-1]) / 2 with a replicated border, written out on one buffer
-            # (bitwise what gdvision.filters.separable.central_gradient returns, without its padded copies)
             bsz, _, h, w = bl.shape
             parts = torch.empty(bsz, 3 if self.mask_b is None else 4, h, w, dtype=bl.dtype, device=bl.device)
             parts[:, 0:1] = bl
-            gx, gy = parts[:, 1:2], parts[:, 2:3]
-            if w > 1:
-                torch.sub(bl[..., 2:], bl[..., :-2], out=gx[..., 1:-1])
-                gx[..., :1] = bl[..., 1:2] - bl[..., :1]
-                gx[..., -1:] = bl[..., -1:] - bl[..., -2:-1]
-                gx.mul_(0.5)
-            else:
-                gx.zero_()
-            if h > 1:
-                torch.sub(bl[..., 2:, :], bl[..., :-2, :], out=gy[..., 1:-1, :])
-                gy[..., :1, :] = bl[..., 1:2, :] - bl[..., :1, :]
-                gy[..., -1:, :] = bl[..., -1:, :] - bl[..., -2:-1, :]
-                gy.mul_(0.5)
-            else:
-                gy.zero_()
+            central_gradient(bl, out=(parts[:, 1:2], parts[:, 2:3]))  # written into the stack: no copies
             if self.mask_b is not None:
                 parts[:, 3:4] = self.mask_b[level]
             self._stack_cache[level] = stack_rows(parts)

@@ -272,3 +272,25 @@ def test_fast_path_results_do_not_alias_across_calls() -> None:
         assert not torch.equal(ma, mb)
         ref = f.magnitude(*f.sobel(a.double()), norm).float()
         assert torch.allclose(ma, ref, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_central_gradient_written_directly_equals_the_separable_filter(dtype: torch.dtype):
+    """The replicate border's direct differences (fresh tensors or ``out`` views) = the separable filter's values bit
+    for bit, sides of 1 and 2 pixels included; with a gradient the filter runs and gradients flow."""
+    g = torch.Generator().manual_seed(3)
+    for shape in [(2, 1, 37, 53), (1, 3, 1, 9), (1, 1, 7, 1), (1, 2, 2, 2), (1, 1, 1, 1)]:
+        x = torch.rand(*shape, generator=g, dtype=dtype)
+        want = (
+            f.separable_filter(x, (-0.5, 0.0, 0.5), (1.0,), "replicate"),
+            f.separable_filter(x, (1.0,), (-0.5, 0.0, 0.5), "replicate"),
+        )
+        for got in (f.central_gradient(x), None):
+            if got is None:  # into views of a larger buffer, as the registration's stack does
+                buf = torch.full((shape[0], 3 * shape[1], *shape[2:]), float("nan"), dtype=dtype)
+                got = f.central_gradient(x, out=(buf[:, : shape[1]], buf[:, shape[1] : 2 * shape[1]]))
+                assert bool(buf[:, 2 * shape[1] :].isnan().all())  # nothing written beyond the views
+            for a, b in zip(got, want, strict=True):
+                assert a.dtype == dtype and torch.equal(a, b), shape
+    x = torch.rand(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda t: f.central_gradient(t)[0], (x,))
