@@ -290,21 +290,34 @@ def refine_half_pixel(
     pts = centre[:, None, :] + torch.stack([gx.reshape(-1), gy.reshape(-1)], -1)[None]  # (K, 9, 2)
     scale = pts.new_tensor([2.0 / max(w - 1, 1), 2.0 / max(h - 1, 1)])
     n = resp.new_zeros(k, 27)
-    # one bicubic sampling per (image, level): of the levels s - 1, s, s + 1 only; groups as ranges of one sort
-    group = idx[:, 0] * resp.shape[1] + idx[:, 1]
+    # one bicubic sampling per level, of the levels s - 1, s, s + 1 only; the keypoints of one (level, image) are
+    # a range of one sort. Without a gradient the images of a level share one call as its batch items (the same
+    # samples; on the CPU the items run on separate threads), short ones padded with zeros (results unused).
+    nb = resp.shape[0]
+    group = idx[:, 1] * nb + idx[:, 0]
     order = torch.argsort(group)
     keys, counts = torch.unique_consecutive(group[order], return_counts=True)
     grid = (pts.index_select(0, order) * scale).sub_(1.0)
+    levels: dict[int, list[tuple[int, int, int]]] = {}
     start = 0
     for gk, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        bi, lv = divmod(gk, resp.shape[1])
-        sel = order[start : start + cnt]
-        src = resp[bi : bi + 1, lv - 1 : lv + 2]
-        v = F.grid_sample(
-            src, grid[None, start : start + cnt], mode="bicubic", padding_mode="border", align_corners=True
-        )
-        n = n.index_put((sel,), v[0].permute(1, 0, 2).reshape(-1, 27))  # (k, 3 levels, 9) in (ds, dy, dx) order
+        lv, bi = divmod(gk, nb)
+        levels.setdefault(lv, []).append((bi, start, cnt))
         start += cnt
+    batched = not (torch.is_grad_enabled() and resp.requires_grad)
+    for lv, parts in levels.items():
+        if len(parts) > 1 and batched:
+            m = max(cnt for _, _, cnt in parts)
+            g = grid.new_zeros(nb, m, 9, 2)
+            for bi, start, cnt in parts:
+                g[bi, :cnt] = grid[start : start + cnt]
+            calls = [(resp[:, lv - 1 : lv + 2], g, parts)]
+        else:
+            calls = [(resp[bi : bi + 1, lv - 1 : lv + 2], grid[None, st : st + c], [(0, st, c)]) for bi, st, c in parts]
+        for src, g, items in calls:
+            v = F.grid_sample(src, g, mode="bicubic", padding_mode="border", align_corners=True)  # (b, 3, m, 9)
+            for bi, start, cnt in items:  # (cnt, 3 levels, 9) in (ds, dy, dx) order
+                n = n.index_put((order[start : start + cnt],), v[bi, :, :cnt].permute(1, 0, 2).reshape(-1, 27))
     if n.requires_grad or n.device.type != "cpu":
         o2, v2, _, _ = _solve27(n)
     else:

@@ -75,8 +75,10 @@ def refine(
     if geo is None:
         _, L, h, w = resp.shape
         g = np.array([[0, L, h, w]], dtype=np.int64).repeat(k, 0)
+        rel = ((dsy[:, 0] * h + dsy[:, 1]) * w + dsy[:, 2])[None]  # (1, 27): the same flat offsets for all
     else:
         g = geo.numpy()
+        rel = (dsy[:, 0] * g[:, 2:3] + dsy[:, 1]) * g[:, 3:4] + dsy[:, 2]  # (K, 27) per candidate's stack
     done, ok = np.zeros(k, dtype=bool), np.ones(k, dtype=bool)
     f_off, f_val, f_h = np.zeros((k, 3), np.float32), np.zeros(k, np.float32), np.zeros((k, 2, 2), np.float32)
     for _ in range(max_moves):
@@ -86,7 +88,7 @@ def refine(
         c, (st, L, h, w) = cur[ai], g[ai].T
         b, s, y, x = c.T
         lin = st + ((b * L + s) * h + y) * w + x
-        nb = flat[lin[:, None] + (dsy[:, 0] * h[:, None] + dsy[:, 1]) * w[:, None] + dsy[:, 2]]
+        nb = np.take(flat, lin[:, None] + (rel if rel.shape[0] == 1 else rel[ai]))  # take: faster than flat[...]
         off, val, hxy = solve27(nb)
         conv = (np.abs(off) < 0.6).all(1)
         step = np.round(np.clip(off, -5, 5)).astype(np.int64)

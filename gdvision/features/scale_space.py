@@ -378,8 +378,8 @@ def gradient_votes(vals: torch.Tensor, bins: int, tiny: float = 0.0) -> tuple[to
     ngx = vals[:, 1:-1, :-2] - vals[:, 1:-1, 2:]
     ngy = vals[:, :-2, 1:-1] - vals[:, 2:, 1:-1]
     mag = torch.hypot(ngx, ngy)
-    if tiny > 0:
-        mag = mag.masked_fill_(mag <= math.sqrt(tiny), 0.0)
+    if tiny > 0:  # magnitudes <= sqrt(tiny) become 0: one pass (masked_fill_ with its mask: 10x the time)
+        mag = torch.threshold_(mag, math.sqrt(tiny), 0.0)
     f = torch.atan2(ngy, ngx).add_(math.pi).mul_(bins / (2 * math.pi))
     b0 = f.long()  # f >= 0: truncation is the floor (no separate floor pass)
     return mag, b0, f.sub_(b0)

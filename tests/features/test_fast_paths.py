@@ -121,6 +121,45 @@ def test_refinement_numpy_path_equals_torch_path():
             )
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+def test_half_pixel_refit_of_two_images_sampled_together_equals_one_image_at_a_time(threads: int):
+    """Without a gradient the keypoints of one level in two images share one bicubic grid_sample call (the images
+    as batch items, the shorter group padded): the same offsets and values, bit for bit, as one image at a time."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        img = ((torch.cat([_texture(128, seed=5), _texture(128, seed=6)]) - 0.5) * 8).clamp(-0.5, 0.5) + 0.5
+        ss = build_scale_space(img, double_first=False, fine_first=True)
+        r = dog_response(ss, 0)
+        idx, off, val, _, _ = refine_extrema(r, _nms(r, 0.5 * 0.04 / 3, 5, 1, 6, True), 5, 1, 6)
+        both = refine_half_pixel(r, idx, off, val)
+        one = [torch.zeros_like(off), torch.zeros_like(val)]
+        for b in (0, 1):
+            sel = torch.nonzero(idx[:, 0] == b)[:, 0]
+            assert len(sel) > 20
+            i = idx[sel].clone()
+            i[:, 0] = 0
+            o, v = refine_half_pixel(r[b : b + 1], i, off[sel], val[sel])
+            one[0][sel], one[1][sel] = o, v
+    finally:
+        torch.set_num_threads(before)
+    assert bool((both[0] - off).abs().max() > 0.01)  # the re-fit moved them
+    assert torch.equal(both[0], one[0]) and torch.equal(both[1], one[1])
+
+
+def test_gradient_votes_zero_exactly_the_magnitudes_up_to_sqrt_tiny():
+    x = torch.arange(6.0)
+    slopes = torch.tensor([0.0, 2e-11, 5e-11, 5.1e-11, 1e-9, 0.5])  # central differences 2 * slope; sqrt(tiny) = 1e-10
+    vals = slopes.view(-1, 1, 1) * x.view(1, 1, 6).expand(6, 6, 6)
+    with torch.no_grad():
+        mag, _, _ = gradient_votes(vals, 8, tiny=1e-20)
+        raw, _, _ = gradient_votes(vals, 8)
+    per_patch = mag.amax((1, 2))
+    assert per_patch[:3].tolist() == [0.0, 0.0, 0.0]  # 0, 4e-11 and 1e-10 (at the bound) are zeroed ...
+    assert torch.equal(per_patch[3:], raw.amax((1, 2))[3:]) and bool((per_patch[3:] > 0).all())  # ... the rest kept
+    assert bool((raw.amax((1, 2))[1:3] > 0).all())
+
+
 def test_nms_mask_scan_by_words_equals_nonzero():
     g = torch.Generator().manual_seed(3)
     for density in (0.0, 0.001, 0.05, 0.6):
