@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import torch
 
+from gdvision.filters.blocks import pad
+from gdvision.filters.kernels import kernel_tuple
+from gdvision.filters.passes import separable_passes_even
 from gdvision.filters.separable import separable_filter
 
 _BINOMIAL5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -25,8 +28,23 @@ def num_levels(h: int, w: int, min_size: int = 32, max_levels: int = 8) -> int:
 
 
 def pyr_down(x: torch.Tensor, border: str = "reflect101") -> torch.Tensor:
-    """Blur (B, C, H, W) with the binomial 5-tap kernel and keep even pixels -> (B, C, ceil(H/2), ceil(W/2))."""
-    k = _BINOMIAL5.to(x.dtype)
+    """Blur (B, C, H, W) with the binomial 5-tap kernel and keep even pixels -> (B, C, ceil(H/2), ceil(W/2)).
+
+    The values are those of ``separable_filter(x, k, k, border)[..., ::2, ::2]`` bit for bit; for a float input
+    only the kept pixels are computed (half the row pass, a quarter of the column pass, as OpenCV's ``pyrDown``).
+
+    Example:
+        >>> x = torch.rand(1, 3, 9, 14)
+        >>> k = [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
+        >>> torch.equal(pyr_down(x), separable_filter(x, k, k, "reflect101")[..., ::2, ::2])
+        True
+    """
+    k = kernel_tuple(_BINOMIAL5)
+    b, c, h, w = x.shape
+    if x.dtype in (torch.float32, torch.float64) and border != "valid":
+        y = separable_passes_even(pad(x.reshape(b * c, 1, h, w), 2, 2, 2, 2, border), k, k, channels=c)
+        if y is not None:
+            return y.reshape(b, c, y.shape[-2], y.shape[-1])
     return separable_filter(x, k, k, border)[..., ::2, ::2]
 
 
@@ -48,5 +66,4 @@ def gaussian_pyramid(x: torch.Tensor, levels: int | None = None, min_size: int =
 
 def downsample_mask(mask: torch.Tensor) -> torch.Tensor:
     """Halve a (B, 1, H, W) 0/1 validity mask: a coarse pixel is valid only if its 3x3 parents all are."""
-    m = -torch.nn.functional.max_pool2d(-mask, 3, stride=1, padding=1)
-    return m[..., ::2, ::2]
+    return -torch.nn.functional.max_pool2d(-mask, 3, stride=2, padding=1)  # the 3x3 minima at even pixels only

@@ -16,6 +16,7 @@ from synthetic import random_homography
 from gdvision.coords import apply_homography, grid_to_pixel, mean_corner_error, pixel_to_grid
 from gdvision.device import resolve_device
 from gdvision.errors import InputError, SolverError, UsageError
+from gdvision.filters.separable import separable_filter
 from gdvision.io.images import list_images, read_homography, read_image, write_json, write_npy, write_png
 from gdvision.losses import (
     charbonnier_loss,
@@ -28,7 +29,7 @@ from gdvision.losses import (
     total_variation,
 )
 from gdvision.optim import StepConfig, minimize_first_order, minimize_lm
-from gdvision.pyramid import gaussian_pyramid, num_levels, pyr_down
+from gdvision.pyramid import downsample_mask, gaussian_pyramid, num_levels, pyr_down
 from gdvision.warp import sample_points, warp_perspective
 
 # ----------------------------------------------------------------------------------------------- I/O
@@ -200,6 +201,31 @@ def test_pyramid(natural_gray: np.ndarray, device: str) -> None:
     levels = gaussian_pyramid(torch.rand(1, 1, 480, 640, device=device), min_size=24)
     shapes = [p.shape[-2:] for p in levels]
     assert shapes[-1] == (30, 40) and len(shapes) == 5 and all(p.device.type == device for p in levels)
+
+
+@pytest.mark.parametrize("border", ["reflect101", "replicate", "constant"])
+def test_pyr_down_computes_only_the_kept_pixels_with_the_same_values(border: str) -> None:
+    """pyr_down computes the even rows and columns only: bit for bit the full blur subsampled, for odd and even
+    sides, sides of 1-5 pixels, 1 and 3 channels, float32 and float64."""
+    g = torch.Generator().manual_seed(4)
+    k = [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
+    for h, w in ((1, 1), (2, 5), (3, 4), (5, 13), (31, 64), (48, 641)):
+        for c in (1, 3):
+            for dtype in (torch.float32, torch.float64):
+                x = torch.rand(2, c, h, w, generator=g, dtype=dtype)
+                assert torch.equal(pyr_down(x, border), separable_filter(x, k, k, border)[..., ::2, ::2])
+
+
+def test_downsample_mask_keeps_a_pixel_only_where_its_3x3_parents_are_all_valid() -> None:
+    g = torch.Generator().manual_seed(5)
+    for h, w in ((1, 1), (2, 3), (5, 8), (17, 31)):
+        m = (torch.rand(2, 1, h, w, generator=g) > 0.15).float()
+        out = downsample_mask(m)
+        assert out.shape[-2:] == ((h + 1) // 2, (w + 1) // 2)
+        for y in range(out.shape[-2]):
+            for x in range(out.shape[-1]):
+                parents = m[:, 0, max(0, 2 * y - 1) : 2 * y + 2, max(0, 2 * x - 1) : 2 * x + 2]
+                assert torch.equal(out[:, 0, y, x], parents.amin((1, 2)))
 
 
 def test_gradients_are_correct() -> None:

@@ -24,15 +24,21 @@ from gdvision.filters.blocks import DEST
 from gdvision.filters.kernels import Kernel
 
 
-def _shift(t: torch.Tensor, axis: int, r: int, n: int) -> Callable[[int], torch.Tensor]:
-    return lambda j: t.narrow(axis, r + j, n)
+def _shift(t: torch.Tensor, axis: int, r: int, n: int, step: int = 1) -> Callable[[int], torch.Tensor]:
+    """``s(j)``: the ``n`` values of ``t`` along ``axis`` from ``r + j`` on, every ``step``-th (views)."""
+    if step == 1:
+        return lambda j: t.narrow(axis, r + j, n)
+    lead = (slice(None),) * (axis % t.dim())
+    return lambda j: t[(*lead, slice(r + j, r + j + (n - 1) * step + 1, step))]
 
 
-def _taps(t: torch.Tensor, k: Kernel, axis: int) -> tuple[int, Callable[[int], torch.Tensor], Kernel, bool, bool]:
-    """Radius ``r``, shifted views ``s(j)`` of ``t`` (padded by ``r`` on ``axis``), the taps ``c = k[r:]`` from the
-    centre out, and whether ``k`` is symmetric / antisymmetric."""
+def _taps(
+    t: torch.Tensor, k: Kernel, axis: int, step: int = 1
+) -> tuple[int, Callable[[int], torch.Tensor], Kernel, bool, bool]:
+    """Radius ``r``, shifted views ``s(j)`` of ``t`` (padded by ``r`` on ``axis``; every ``step``-th output only), the
+    taps ``c = k[r:]`` from the centre out, and whether ``k`` is symmetric / antisymmetric."""
     r = len(k) // 2
-    s = _shift(t, axis, r, t.shape[axis] - 2 * r)
+    s = _shift(t, axis, r, -(-(t.shape[axis] - 2 * r) // step), step)
     c = k[r:]
     sym = all(k[r + j] == k[r - j] for j in range(1, r + 1))
     anti = c[0] == 0 and all(k[r + j] == -k[r - j] for j in range(1, r + 1))
@@ -59,13 +65,14 @@ def col_pass(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
     return opencv_tail(t, k, "col", _col_vec(t, k, out))
 
 
-def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None, step: int = 1) -> torch.Tensor:
     """Correlate the last axis of ``t`` (already padded by ``len(k)//2`` each side) with ``k``.
 
     Mirrors OpenCV's float32 row filters (SymmRowSmallVec_32f for 3/5 taps, RowVec_32f otherwise).
-    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
+    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor. ``step``: only every
+    ``step``-th output (from the first), each computed as in the full result.
     """
-    r, s, c, sym, anti = _taps(t, k, -1)
+    r, s, c, sym, anti = _taps(t, k, -1, step)
     if r == 0:
         return s(0) * c[0]
     if sym and r == 1:
@@ -92,12 +99,13 @@ def _row_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> tor
     return _in_kernel_order(s, k)
 
 
-def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None) -> torch.Tensor:
+def _col_vec(t: torch.Tensor, k: Kernel, out: torch.Tensor | None = None, step: int = 1) -> torch.Tensor:
     """Correlate axis -2 of ``t`` (padded by ``len(k)//2``) with ``k``, in OpenCV's SIMD column-filter order.
 
-    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor.
+    ``out`` (used by the 3-tap kernels) receives the result instead of a new tensor. ``step``: only every
+    ``step``-th output row (from the first), each computed as in the full result.
     """
-    r, s, c, sym, anti = _taps(t, k, -2)
+    r, s, c, sym, anti = _taps(t, k, -2, step)
     if r == 0:
         return s(0) * c[0]
     if sym and r == 1:
@@ -190,6 +198,26 @@ def separable_passes(p: torch.Tensor, kx: Kernel, ky: Kernel) -> torch.Tensor:
     return col_pass(row_pass(p, kx), ky)
 
 
+def separable_passes_even(p: torch.Tensor, kx: Kernel, ky: Kernel, channels: int = 1) -> torch.Tensor | None:
+    """The even rows and columns of :func:`separable_passes` -> (..., ceil(H / 2), ceil(W / 2)), computing only
+    those: the same values bit for bit, with half the row pass and a quarter of the column pass. None where OpenCV's
+    scalar tail would change some values (a float32 kernel of ``_TAIL_RULES`` on rows whose ``W * C`` is not a
+    multiple of 8, ``C`` = ``channels`` of the image the planes of ``p`` come from): the caller computes all and
+    subsamples then.
+
+    Example:
+        >>> p = torch.rand(1, 1, 7, 10)  # 5 x 8 outputs before subsampling
+        >>> torch.equal(separable_passes_even(p, (1.0, 2.0, 1.0), (1.0, 0.0, -1.0)),
+        ...             separable_passes(p, (1.0, 2.0, 1.0), (1.0, 0.0, -1.0))[..., ::2, ::2])
+        True
+    """
+    w = p.shape[-1] - 2 * (len(kx) // 2)
+    tail = (w * channels) % _SIMD_LANES and p.dtype == torch.float32
+    if tail and (("row", kx) in _TAIL_RULES or ("col", ky) in _TAIL_RULES):
+        return None
+    return _col_vec(_row_vec(p, kx, step=2), ky, step=2)
+
+
 def laplacian3x3(p: torch.Tensor, ksize: int) -> torch.Tensor:
     """OpenCV's 3x3 Laplacians (ksize 1 and 3), with OpenCV's float32 order of additions."""
     h, w = p.shape[-2] - 2, p.shape[-1] - 2
@@ -209,4 +237,4 @@ def laplacian3x3(p: torch.Tensor, ksize: int) -> torch.Tensor:
     return out.add_(at(0, 0), alpha=-8.0)
 
 
-__all__ = ["col_pass", "laplacian3x3", "opencv_tail", "row_pass", "separable_passes"]
+__all__ = ["col_pass", "laplacian3x3", "opencv_tail", "row_pass", "separable_passes", "separable_passes_even"]

@@ -9,6 +9,7 @@ import torch
 from gdvision.errors import InputError, UsageError
 from gdvision.filters import blocks
 from gdvision.filters import separable as f
+from gdvision.filters.passes import separable_passes, separable_passes_even
 
 cv2 = pytest.importorskip("cv2")
 
@@ -294,3 +295,15 @@ def test_central_gradient_written_directly_equals_the_separable_filter(dtype: to
                 assert a.dtype == dtype and torch.equal(a, b), shape
     x = torch.rand(1, 1, 6, 7, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda t: f.central_gradient(t)[0], (x,))
+
+
+def test_even_passes_fall_back_where_opencv_tail_differs() -> None:
+    """For a kernel with an OpenCV scalar-tail rule on rows whose W * C is not a multiple of 8, the even-only passes
+    decline (None); elsewhere they equal the full passes subsampled."""
+    p = torch.rand(2, 1, 9, 14)  # 7 x 12 outputs: 12 * 1 % 8 = 4 -> a tail
+    assert separable_passes_even(p, (1.0, 2.0, 1.0), (1.0, 2.0, 1.0)) is None
+    assert separable_passes_even(p.double(), (1.0, 2.0, 1.0), (1.0, 2.0, 1.0)) is not None  # tails: float32 only
+    q = torch.rand(2, 1, 9, 18)  # 16 outputs a row: no tail
+    full = separable_passes(q, (1.0, 2.0, 1.0), (-1.0, 0.0, 1.0))
+    assert torch.equal(separable_passes_even(q, (1.0, 2.0, 1.0), (-1.0, 0.0, 1.0)), full[..., ::2, ::2])
+    assert separable_passes_even(p, (1.0, 2.0, 1.0), (1.0, 2.0, 1.0), channels=2) is not None  # 12 * 2 % 8 = 0
