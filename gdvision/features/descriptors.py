@@ -24,7 +24,7 @@ from gdvision.features.scale_space import (
     ScaleSpace,
     fold_bins,
     gradient_votes,
-    sample_affine_patches,
+    sample_affine_patches_grouped,
 )
 
 DESCRIPTOR_SIZE = 128
@@ -124,7 +124,9 @@ def sift_descriptors(
         # patch axis u = (cos a, sin a), v = (-sin a, cos a) in pixel coordinates, bw pixels per bin:
         # samples at c + grid_u * bw * u + grid_v * bw * v
         axes = torch.stack([torch.stack([ca, sa], -1), torch.stack([-sa, ca], -1)], 1) * bw.view(-1, 1, 1)
-        vals = sample_affine_patches(ss, batch[sl], octave[sl], level[sl], c, axes, grid).view(kk, n, n)
+        # in sampling order (no reordering copy of the samples); the chunk's descriptors are reordered below
+        vals, order = sample_affine_patches_grouped(ss, batch[sl], octave[sl], level[sl], c, axes, grid)
+        vals = vals.view(kk, n, n)
         mag, b0, fr = gradient_votes(vals, n_orient, tiny=1e-20)
         b0, fr = b0.reshape(kk, 1, -1), fr.reshape(kk, 1, -1)
         m = mag.reshape(kk, 1, -1)
@@ -146,5 +148,5 @@ def sift_descriptors(
         # (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
         desc = fold_bins(torch.cat(sp).view(kk, nb, -1), n_orient, 1)
         desc = desc.transpose(1, 2).reshape(kk, -1)
-        outs.append(desc)
+        outs.append(desc.new_empty(desc.shape).index_copy_(0, order, desc))
     return normalize_sift(torch.cat(outs), root=root)

@@ -17,7 +17,7 @@ import math
 import torch
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_affine_patches
+from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_affine_patches_grouped
 
 NUM_BINS = 36
 
@@ -51,7 +51,9 @@ def orientation_histograms(
     h = 2.0 * ext / (samples - 1)  # spacing in sigma units
     g = _grid(n, ext + h, dt, dev)  # (n*n, 2): the samples at c + g * sigma
     axes = sig.view(-1, 1, 1) * torch.eye(2, dtype=dt, device=dev)
-    vals = sample_affine_patches(ss, kp.batch, kp.octave, kp.level, c, axes, g).view(k, n, n)
+    # the samples in sampling order (no reordering copy of K x n^2 values); the histograms are reordered at the end
+    vals, order = sample_affine_patches_grouped(ss, kp.batch, kp.octave, kp.level, c, axes, g)
+    vals = vals.view(k, n, n)
     inner = _grid(samples, ext, dt, dev)
     r2 = (inner**2).sum(-1)
     wgt = torch.exp(-r2 / (2 * window * window)) * (r2 <= ext * ext)
@@ -63,7 +65,8 @@ def orientation_histograms(
     hist = torch.zeros(k, nb, device=dev, dtype=vals.dtype)
     hist = hist.scatter_add_(1, b0, mag * (1 - fr))
     hist.narrow(1, 1, nb - 1).scatter_add_(1, b0, mag * fr)  # into b0 + 1: the view one bin on
-    return smooth_circular(fold_bins(hist, NUM_BINS))
+    hist = smooth_circular(fold_bins(hist, NUM_BINS))
+    return hist.new_empty(hist.shape).index_copy_(0, order, hist)
 
 
 def smooth_circular(hist: torch.Tensor) -> torch.Tensor:

@@ -20,6 +20,7 @@ from gdvision.features.scale_space import (
     orientation_bins,
     patch_gradients,
     sample_affine_patches,
+    sample_affine_patches_grouped,
 )
 
 
@@ -243,6 +244,27 @@ def test_affine_patches_of_several_images_sampled_together_equal_one_image_at_a_
     finally:
         torch.set_num_threads(before)
     assert torch.equal(together, alone.detach())
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_grouped_patches_are_the_keypoint_rows_in_sampling_order(grad: bool):
+    """sample_affine_patches_grouped returns the rows of sample_affine_patches permuted by ``order``, which sorts the
+    keypoints by (octave, level, image), with and without gradients."""
+    g = torch.Generator().manual_seed(9)
+    ss = build_scale_space(torch.rand(2, 1, 64, 80, generator=g), double_first=False)
+    k = 97
+    batch, octave = torch.randint(0, 2, (k,), generator=g), torch.randint(0, 2, (k,), generator=g)
+    level = torch.randint(0, 5, (k,), generator=g)
+    centre = (torch.rand(k, 2, generator=g) * 25 + 3).requires_grad_(grad)
+    axes = torch.eye(2).expand(k, 2, 2) * 1.3
+    grid = torch.rand(50, 2, generator=g) * 6 - 3
+    with torch.set_grad_enabled(grad):
+        vals, order = sample_affine_patches_grouped(ss, batch, octave, level, centre, axes, grid)
+        full = sample_affine_patches(ss, batch, octave, level, centre, axes, grid)
+    assert sorted(order.tolist()) == list(range(k))
+    key = (octave * 10 + level) * 2 + batch
+    assert bool((key[order][1:] >= key[order][:-1]).all())
+    assert torch.equal(vals.detach(), full.detach()[order]) and vals.requires_grad == grad
 
 
 def test_small_levels_blurred_by_matrices_equal_the_taps(monkeypatch):
