@@ -276,12 +276,10 @@ def good_homography_samples(sa: torch.Tensor, sb: torch.Tensor, min_area: float 
     False when any 3 points are (nearly) collinear in either image, or when a triangle's orientation
     differs between A and B (no homography that keeps the sample in front of the camera does that).
     """
-    ok = torch.ones(sa.shape[0], dtype=torch.bool, device=sa.device)
-    for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
-        ca = _cross(sa[:, i], sa[:, j], sa[:, k])
-        cb = _cross(sb[:, i], sb[:, j], sb[:, k])
-        ok &= (ca.abs() > min_area) & (cb.abs() > min_area) & ((ca > 0) == (cb > 0))
-    return ok
+    i, j, k = [0, 0, 0, 1], [1, 1, 2, 2], [2, 3, 3, 3]  # the four triangles (0,1,2) (0,1,3) (0,2,3) (1,2,3) at once
+    ca = _cross(sa[:, i], sa[:, j], sa[:, k])  # (K, 4)
+    cb = _cross(sb[:, i], sb[:, j], sb[:, k])
+    return ((ca.abs() > min_area) & (cb.abs() > min_area) & ((ca > 0) == (cb > 0))).all(1)
 
 
 def homography_folds(H: torch.Tensor, width: float, height: float) -> torch.Tensor:
@@ -303,9 +301,7 @@ def homography_folds(H: torch.Tensor, width: float, height: float) -> torch.Tens
     wz = m[..., 2]
     front = (wz > 1e-12).all(-1)
     p = m[..., :2] / torch.where(wz.abs() < 1e-12, torch.ones_like(wz), wz).unsqueeze(-1)
-    convex = torch.ones_like(front)
-    for i in range(4):
-        convex &= _cross(p[:, i], p[:, (i + 1) % 4], p[:, (i + 2) % 4]) > 0
+    convex = (_cross(p, p[:, [1, 2, 3, 0]], p[:, [2, 3, 0, 1]]) > 0).all(1)  # each corner's turn, all at once
     return ~(front & convex)
 
 

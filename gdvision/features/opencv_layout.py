@@ -51,7 +51,7 @@ from gdvision.features.descriptors import normalize_sift
 from gdvision.features.detectors import Keypoints, quadratic_fit, window3
 from gdvision.features.orientation import smooth_circular
 from gdvision.features.scale_space import ScaleSpace, patch_gradients
-from gdvision.filters.kernels import gaussian_kernel1d
+from gdvision.filters.kernels import gaussian_taps
 from gdvision.filters.separable import pad
 
 OPENCV_SHIFT = 0.25  # OpenCV's KeyPoint.pt minus the true position of a keypoint (half-pixel doubling)
@@ -69,7 +69,7 @@ def opencv_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
         (1.0, 1.0)
     """
     ksize = int(round(8 * sigma + 1)) | 1
-    k = gaussian_kernel1d(sigma, ksize, dtype=torch.float64).tolist()
+    k = gaussian_taps(sigma, ksize)
     r = ksize // 2
     h, w = x.shape[-2:]
     xp = pad(x, r, r, r, r, "reflect101")

@@ -27,6 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gdvision.errors import InputError
+from gdvision.filters.kernels import gaussian_taps
 from gdvision.filters.separable import gaussian_kernel1d, pad
 
 
@@ -93,7 +94,7 @@ def blur(x: torch.Tensor, sigma: float, out: torch.Tensor | None = None) -> torc
         >>> bool(torch.allclose(blur(x, 1.5), gaussian_blur(x, 1.5), atol=1e-6))
         True
     """
-    k = gaussian_kernel1d(sigma, dtype=torch.float64).tolist()
+    k = gaussian_taps(sigma)
     r = len(k) // 2
     h, w = x.shape[-2:]
     if max(h, w) <= MATRIX_BLUR_MAX and r < min(h, w):

@@ -23,7 +23,7 @@ __getattr__, __dir__, _HOMES = lazy_exports(
     __name__,
     {
         "config": ("BORDERS", "GRADIENT_OPS", "NORMS", "OPS", "WHATS", "EdgeConfig"),
-        "kernels": ("deriv_kernel1d", "gaussian_kernel1d"),
+        "kernels": ("deriv_kernel1d", "gaussian_kernel1d", "gaussian_taps"),
         "blocks": ("pad",),
         "separable": (
             "central_gradient",

@@ -9,6 +9,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 
@@ -97,4 +98,18 @@ def gaussian_kernel1d(sigma: float, ksize: int | None = None, dtype: torch.dtype
     return (k / k.sum()).to(dtype)
 
 
-__all__ = ["Kernel", "deriv_kernel1d", "gaussian_kernel1d", "kernel_tuple"]
+@functools.lru_cache(maxsize=512)
+def gaussian_taps(sigma: float, ksize: int | None = None) -> tuple[float, ...]:
+    """:func:`gaussian_kernel1d` in float64 as a tuple of floats, built once per ``(sigma, ksize)`` (cached).
+
+    For the filters that take their taps as Python floats (one multiply-add per tap): a scale space asks for the
+    same few sigmas call after call, and building the kernel costs several torch operations each time.
+
+    Example:
+        >>> gaussian_taps(1.0) == tuple(gaussian_kernel1d(1.0, dtype=torch.float64).tolist())
+        True
+    """
+    return tuple(gaussian_kernel1d(sigma, ksize, torch.float64).tolist())
+
+
+__all__ = ["Kernel", "deriv_kernel1d", "gaussian_kernel1d", "gaussian_taps", "kernel_tuple"]

@@ -37,7 +37,7 @@ from gdvision._checks import check_choice
 from gdvision.errors import UsageError
 from gdvision.filters.blocks import DEST, SCRATCH, check_border, pad, run_blocks
 from gdvision.filters.config import BORDERS, GRADIENT_OPS, NORMS
-from gdvision.filters.kernels import Kernel, deriv_kernel1d, gaussian_kernel1d, kernel_tuple
+from gdvision.filters.kernels import Kernel, deriv_kernel1d, gaussian_kernel1d, gaussian_taps, kernel_tuple
 from gdvision.filters.passes import col_pass, laplacian3x3, row_pass, separable_passes
 
 
@@ -86,9 +86,7 @@ def gaussian_blur(
         torch.Size([2, 3, 32, 32])
     """
     sx, sy = (sigma, sigma) if isinstance(sigma, (int, float)) else sigma
-    kx = gaussian_kernel1d(sx, ksize, torch.float64)
-    ky = gaussian_kernel1d(sy, ksize, torch.float64)
-    return separable_filter(x, kx, ky, border)
+    return separable_filter(x, gaussian_taps(float(sx), ksize), gaussian_taps(float(sy), ksize), border)
 
 
 def _gradient_kernels(op: str, ksize: int) -> tuple[Kernel, Kernel]:
