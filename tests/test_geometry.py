@@ -207,3 +207,29 @@ def test_score_homographies_is_truncated_squared_transfer_error(rng):
     e = transfer_error(Hs, pa, pb)
     ref = torch.clamp(e * e, max=9.0).sum(1)
     assert torch.allclose(_score_homographies(Hs, ph, pb, 9.0), ref, rtol=1e-9)
+
+
+def test_sample_and_fold_tests_check_every_triangle_and_corner() -> None:
+    """good_homography_samples and homography_folds against a per-triangle / per-corner loop written out."""
+
+    def turn(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return (b[:, 0] - a[:, 0]) * (c[:, 1] - a[:, 1]) - (b[:, 1] - a[:, 1]) * (c[:, 0] - a[:, 0])
+
+    g = torch.Generator().manual_seed(3)
+    sa = torch.randn(3000, 4, 2, generator=g, dtype=torch.float64)
+    sb = torch.randn(3000, 4, 2, generator=g, dtype=torch.float64)
+    sa[:40, 2] = sa[:40, 0]  # collinear triples
+    ok = torch.ones(3000, dtype=torch.bool)
+    for i, j, k in ((0, 1, 2), (0, 1, 3), (0, 2, 3), (1, 2, 3)):
+        ca, cb = turn(sa[:, i], sa[:, j], sa[:, k]), turn(sb[:, i], sb[:, j], sb[:, k])
+        ok &= (ca.abs() > 1e-3) & (cb.abs() > 1e-3) & ((ca > 0) == (cb > 0))
+    assert torch.equal(good_homography_samples(sa, sb), ok) and 0 < int(ok.sum()) < 3000 and not bool(ok[:40].any())
+    H = torch.eye(3, dtype=torch.float64) + 0.3 * torch.randn(3000, 3, 3, generator=g, dtype=torch.float64)
+    c = torch.tensor([[0, 0, 1], [99, 0, 1], [99, 79, 1], [0, 79, 1]], dtype=torch.float64)
+    m = c @ H.transpose(-1, -2)
+    p = m[..., :2] / m[..., 2:]
+    convex = torch.ones(3000, dtype=torch.bool)
+    for i in range(4):
+        convex &= turn(p[:, i], p[:, (i + 1) % 4], p[:, (i + 2) % 4]) > 0
+    folds = ~((m[..., 2] > 1e-12).all(-1) & convex)
+    assert torch.equal(homography_folds(H, 100, 80), folds) and 0 < int(folds.sum()) < 3000
