@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import torch
 
-from gdvision.filters.blocks import pad
+from gdvision.filters.blocks import pad, run_blocks
 from gdvision.filters.kernels import kernel_tuple
-from gdvision.filters.passes import separable_passes_even
+from gdvision.filters.passes import opencv_tail_applies, separable_passes_even
 from gdvision.filters.separable import separable_filter
 
 _BINOMIAL5 = torch.tensor([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
@@ -30,8 +30,9 @@ def num_levels(h: int, w: int, min_size: int = 32, max_levels: int = 8) -> int:
 def pyr_down(x: torch.Tensor, border: str = "reflect101") -> torch.Tensor:
     """Blur (B, C, H, W) with the binomial 5-tap kernel and keep even pixels -> (B, C, ceil(H/2), ceil(W/2)).
 
-    The values are those of ``separable_filter(x, k, k, border)[..., ::2, ::2]`` bit for bit; for a float input
-    only the kept pixels are computed (half the row pass, a quarter of the column pass, as OpenCV's ``pyrDown``).
+    The values are those of ``separable_filter(x, k, k, border)[..., ::2, ::2]`` bit for bit, but only the kept
+    pixels are computed (half the row pass, a quarter of the column pass, as OpenCV's ``pyrDown``), in the same
+    cache-sized blocks as the filters.
 
     Example:
         >>> x = torch.rand(1, 3, 9, 14)
@@ -41,11 +42,17 @@ def pyr_down(x: torch.Tensor, border: str = "reflect101") -> torch.Tensor:
     """
     k = kernel_tuple(_BINOMIAL5)
     b, c, h, w = x.shape
-    if x.dtype in (torch.float32, torch.float64) and border != "valid":
-        y = separable_passes_even(pad(x.reshape(b * c, 1, h, w), 2, 2, 2, 2, border), k, k, channels=c)
-        if y is not None:
-            return y.reshape(b, c, y.shape[-2], y.shape[-1])
-    return separable_filter(x, k, k, border)[..., ::2, ::2]
+    if x.dtype not in (torch.float32, torch.float64) or border == "valid":
+        return separable_filter(x, k, k, border)[..., ::2, ::2]
+    if opencv_tail_applies(k, k, w, c, x.dtype):
+        return separable_filter(x, k, k, border)[..., ::2, ::2]
+    if b * c * (h + 4) * (w + 4) <= _ONE_PASS_MAX:  # one padded copy (F.pad's kernel) beats the blocks' border copies
+        y = separable_passes_even(pad(x.reshape(b * c, 1, h, w), 2, 2, 2, 2, border), k, k)
+        return y.reshape(b, c, y.shape[-2], y.shape[-1])
+    return run_blocks(x, 2, 2, border, lambda p: (separable_passes_even(p, k, k),), step=2)[0]
+
+
+_ONE_PASS_MAX = 1 << 19  # padded values up to which pyr_down pads and filters the whole batch at once (one block)
 
 
 def gaussian_pyramid(x: torch.Tensor, levels: int | None = None, min_size: int = 32) -> list[torch.Tensor]:

@@ -206,14 +206,17 @@ def test_pyramid(natural_gray: np.ndarray, device: str) -> None:
 @pytest.mark.parametrize("border", ["reflect101", "replicate", "constant"])
 def test_pyr_down_computes_only_the_kept_pixels_with_the_same_values(border: str) -> None:
     """pyr_down computes the even rows and columns only: bit for bit the full blur subsampled, for odd and even
-    sides, sides of 1-5 pixels, 1 and 3 channels, float32 and float64."""
+    sides, sides of 1-5 pixels, planes large enough to be cut into bands of rows, 1 and 3 channels, float32 and
+    float64, and with gradients (the unblocked path)."""
     g = torch.Generator().manual_seed(4)
     k = [1 / 16, 4 / 16, 6 / 16, 4 / 16, 1 / 16]
-    for h, w in ((1, 1), (2, 5), (3, 4), (5, 13), (31, 64), (48, 641)):
+    for h, w in ((1, 1), (2, 5), (3, 4), (5, 13), (31, 64), (48, 641), (803, 700)):  # the last: bands of rows
         for c in (1, 3):
             for dtype in (torch.float32, torch.float64):
                 x = torch.rand(2, c, h, w, generator=g, dtype=dtype)
                 assert torch.equal(pyr_down(x, border), separable_filter(x, k, k, border)[..., ::2, ::2])
+    x = torch.rand(1, 3, 37, 50, generator=g, dtype=torch.float64, requires_grad=True)
+    assert torch.equal(pyr_down(x, border), separable_filter(x, k, k, border)[..., ::2, ::2])
 
 
 def test_downsample_mask_keeps_a_pixel_only_where_its_3x3_parents_are_all_valid() -> None:

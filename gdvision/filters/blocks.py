@@ -132,12 +132,16 @@ def run_blocks(
     border: str,
     fn: Callable[[torch.Tensor], tuple[torch.Tensor, ...]],
     n_out: int = 1,
+    step: int = 1,
 ) -> tuple[torch.Tensor, ...]:
     """Apply ``fn`` to every channel-image of ``x`` (B, C, H, W); returns a tuple of (B, C, H', W') tensors.
 
     ``fn`` maps a padded block (m, 1, h + 2ry, w + 2rx) to a tuple of (m, 1, h, w) results; H' = H (or
-    H - 2ry for ``valid``). Outputs have ``x``'s floating dtype (float32 for integer inputs). UsageError for an
-    unknown ``border``; InputError when ``x`` is not (B, C, H, W) or is too small for a ``valid`` filter.
+    H - 2ry for ``valid``). With ``step`` > 1, ``fn`` returns only every ``step``-th row and column of them
+    (m, 1, ceil(h / step), ceil(w / step)) and the outputs are (B, C, ceil(H' / step), ceil(W' / step)); blocks of
+    rows then start at multiples of ``step``. Outputs have ``x``'s floating dtype (float32 for integer inputs).
+    UsageError for an unknown ``border``; InputError when ``x`` is not (B, C, H, W) or is too small for a ``valid``
+    filter.
     """
     check_border(border)
     check_batch(x)
@@ -148,6 +152,7 @@ def run_blocks(
     ho, wo = (h - 2 * ry, w - 2 * rx) if valid else (h, w)
     if ho <= 0 or wo <= 0:
         raise InputError(f"image {h}x{w} is too small for a 'valid' filter of size {2 * ry + 1}x{2 * rx + 1}")
+    hs, ws = -(-ho // step), -(-wo // step)
     n = b * c
     xf = x.reshape(n, 1, h, w)
     fast = x.device.type == "cpu" and not (torch.is_grad_enabled() and x.requires_grad)
@@ -155,26 +160,27 @@ def run_blocks(
     try:
         if not fast:
             ys = fn(pad(xf.to(cdt), rx, rx, ry, ry, border))
-            return tuple(y.to(odt).reshape(b, c, ho, wo) for y in ys)
-        outs = [_huge_pages(torch.empty((n, 1, ho, wo), dtype=odt)) for _ in range(n_out)]
-        jobs = _blocks(n, h, w, ho, rx, ry)
+            return tuple(y.to(odt).reshape(b, c, hs, ws) for y in ys)
+        outs = [_huge_pages(torch.empty((n, 1, hs, ws), dtype=odt)) for _ in range(n_out)]
+        jobs = _blocks(n, h, w, ho, rx, ry, step)
 
         def work(job: tuple[int, int, int, int]) -> None:
             i0, i1, r0, r1 = job
-            DEST.view = outs[0][i0:i1, :, r0:r1] if n_out == 1 and odt == cdt else None
+            rows = slice(r0 // step, -(-r1 // step))
+            DEST.view = outs[0][i0:i1, :, rows] if n_out == 1 and odt == cdt else None
             DEST.channels, DEST.first = c, i0  # per thread: the block may run in a pool thread
             try:
                 ys = fn(_padded_block(xf, i0, i1, r0, r1, h, rx, ry, border).to(cdt))
             finally:
                 DEST.view = None
             for o, y in zip(outs, ys, strict=True):
-                dst = o[i0:i1, :, r0:r1]
+                dst = o[i0:i1, :, rows]
                 if y.data_ptr() != dst.data_ptr():  # the fused magnitude writes straight into the output
                     dst.copy_(y)
 
         for job in jobs:
             work(job)
-        return tuple(o.reshape(b, c, ho, wo) for o in outs)
+        return tuple(o.reshape(b, c, hs, ws) for o in outs)
     finally:
         DEST.channels, DEST.first = 1, 0
 
@@ -213,13 +219,15 @@ def _huge_pages(t: torch.Tensor) -> torch.Tensor:
     return t
 
 
-def _blocks(n: int, h: int, w: int, ho: int, rx: int, ry: int) -> list[tuple[int, int, int, int]]:
-    """Work blocks (image from, image to, output row from, output row to) of about ``_BLOCK_ELEMS`` padded pixels."""
+def _blocks(n: int, h: int, w: int, ho: int, rx: int, ry: int, step: int = 1) -> list[tuple[int, int, int, int]]:
+    """Work blocks (image from, image to, output row from, output row to) of about ``_BLOCK_ELEMS`` padded pixels;
+    bands of rows start at multiples of ``step``."""
     padded = (h + 2 * ry) * (w + 2 * rx)
     if padded <= _BLOCK_ELEMS:
         m = max(1, _BLOCK_ELEMS // padded)
         return [(i, min(n, i + m), 0, ho) for i in range(0, n, m)]
     band = max(2 * ry + 1, _BLOCK_ELEMS // (w + 2 * rx) - 2 * ry)  # output rows per band
+    band += -band % step
     return [(i, i + 1, r0, min(ho, r0 + band)) for i in range(n) for r0 in range(0, ho, band)]
 
 

@@ -198,12 +198,23 @@ def separable_passes(p: torch.Tensor, kx: Kernel, ky: Kernel) -> torch.Tensor:
     return col_pass(row_pass(p, kx), ky)
 
 
-def separable_passes_even(p: torch.Tensor, kx: Kernel, ky: Kernel, channels: int = 1) -> torch.Tensor | None:
-    """The even rows and columns of :func:`separable_passes` -> (..., ceil(H / 2), ceil(W / 2)), computing only
-    those: the same values bit for bit, with half the row pass and a quarter of the column pass. None where OpenCV's
-    scalar tail would change some values (a float32 kernel of ``_TAIL_RULES`` on rows whose ``W * C`` is not a
-    multiple of 8, ``C`` = ``channels`` of the image the planes of ``p`` come from): the caller computes all and
-    subsamples then.
+def opencv_tail_applies(kx: Kernel, ky: Kernel, w: int, channels: int, dtype: torch.dtype) -> bool:
+    """Whether OpenCV's scalar tail changes some values of a separable float filter ``kx``, ``ky`` over rows of ``w``
+    pixels of ``channels`` channels (a kernel of ``_TAIL_RULES``, float32, ``w * channels`` not a multiple of 8).
+
+    Example:
+        >>> opencv_tail_applies((1.0, 2.0, 1.0), (1.0, 2.0, 1.0), 13, 1, torch.float32)
+        True
+    """
+    if dtype != torch.float32 or (w * channels) % _SIMD_LANES == 0:
+        return False
+    return ("row", kx) in _TAIL_RULES or ("col", ky) in _TAIL_RULES
+
+
+def separable_passes_even(p: torch.Tensor, kx: Kernel, ky: Kernel) -> torch.Tensor:
+    """The even rows and columns of :func:`separable_passes`, computing only those: (..., ceil(H / 2), ceil(W / 2)),
+    bit for bit the same values with half the row pass and a quarter of the column pass. Without OpenCV's scalar
+    tail: for filters where :func:`opencv_tail_applies` is false.
 
     Example:
         >>> p = torch.rand(1, 1, 7, 10)  # 5 x 8 outputs before subsampling
@@ -211,10 +222,6 @@ def separable_passes_even(p: torch.Tensor, kx: Kernel, ky: Kernel, channels: int
         ...             separable_passes(p, (1.0, 2.0, 1.0), (1.0, 0.0, -1.0))[..., ::2, ::2])
         True
     """
-    w = p.shape[-1] - 2 * (len(kx) // 2)
-    tail = (w * channels) % _SIMD_LANES and p.dtype == torch.float32
-    if tail and (("row", kx) in _TAIL_RULES or ("col", ky) in _TAIL_RULES):
-        return None
     return _col_vec(_row_vec(p, kx, step=2), ky, step=2)
 
 
@@ -237,4 +244,12 @@ def laplacian3x3(p: torch.Tensor, ksize: int) -> torch.Tensor:
     return out.add_(at(0, 0), alpha=-8.0)
 
 
-__all__ = ["col_pass", "laplacian3x3", "opencv_tail", "row_pass", "separable_passes", "separable_passes_even"]
+__all__ = [
+    "col_pass",
+    "laplacian3x3",
+    "opencv_tail",
+    "opencv_tail_applies",
+    "row_pass",
+    "separable_passes",
+    "separable_passes_even",
+]

@@ -9,7 +9,7 @@ import torch
 from gdvision.errors import InputError, UsageError
 from gdvision.filters import blocks
 from gdvision.filters import separable as f
-from gdvision.filters.passes import separable_passes, separable_passes_even
+from gdvision.filters.passes import opencv_tail_applies, separable_passes, separable_passes_even
 
 cv2 = pytest.importorskip("cv2")
 
@@ -297,13 +297,19 @@ def test_central_gradient_written_directly_equals_the_separable_filter(dtype: to
     assert torch.autograd.gradcheck(lambda t: f.central_gradient(t)[0], (x,))
 
 
-def test_even_passes_fall_back_where_opencv_tail_differs() -> None:
-    """For a kernel with an OpenCV scalar-tail rule on rows whose W * C is not a multiple of 8, the even-only passes
-    decline (None); elsewhere they equal the full passes subsampled."""
-    p = torch.rand(2, 1, 9, 14)  # 7 x 12 outputs: 12 * 1 % 8 = 4 -> a tail
-    assert separable_passes_even(p, (1.0, 2.0, 1.0), (1.0, 2.0, 1.0)) is None
-    assert separable_passes_even(p.double(), (1.0, 2.0, 1.0), (1.0, 2.0, 1.0)) is not None  # tails: float32 only
-    q = torch.rand(2, 1, 9, 18)  # 16 outputs a row: no tail
-    full = separable_passes(q, (1.0, 2.0, 1.0), (-1.0, 0.0, 1.0))
-    assert torch.equal(separable_passes_even(q, (1.0, 2.0, 1.0), (-1.0, 0.0, 1.0)), full[..., ::2, ::2])
-    assert separable_passes_even(p, (1.0, 2.0, 1.0), (1.0, 2.0, 1.0), channels=2) is not None  # 12 * 2 % 8 = 0
+def test_even_passes_equal_the_full_passes_subsampled_where_no_opencv_tail_applies() -> None:
+    """The even-only passes compute the kept values as the full passes do; opencv_tail_applies names the filters
+    (float32, a kernel with a scalar-tail rule, W * C not a multiple of 8) where they would not, so callers avoid them.
+    """
+    assert opencv_tail_applies((1.0, 2.0, 1.0), (1.0, 2.0, 1.0), 12, 1, torch.float32)  # 12 % 8 = 4
+    assert not opencv_tail_applies((1.0, 2.0, 1.0), (1.0, 2.0, 1.0), 12, 2, torch.float32)  # 24 % 8 = 0
+    assert not opencv_tail_applies((1.0, 2.0, 1.0), (1.0, 2.0, 1.0), 12, 1, torch.float64)  # tails: float32 only
+    assert not opencv_tail_applies((0.25, 0.5, 0.25), (0.25, 0.5, 0.25), 12, 1, torch.float32)  # no rule: same order
+    for kx, ky in (((1.0, 2.0, 1.0), (-1.0, 0.0, 1.0)), ((0.0625, 0.25, 0.375, 0.25, 0.0625),) * 2):
+        r = len(kx) // 2
+        for h, w in ((5, 16), (8, 24), (9, 13)):
+            q = torch.rand(2, 1, h + 2 * r, w + 2 * r)
+            if opencv_tail_applies(kx, ky, w, 1, q.dtype):
+                continue
+            full = separable_passes(q, kx, ky)
+            assert torch.equal(separable_passes_even(q, kx, ky), full[..., ::2, ::2])
