@@ -42,9 +42,7 @@ def pyr_down(x: torch.Tensor, border: str = "reflect101") -> torch.Tensor:
     """
     k = kernel_tuple(_BINOMIAL5)
     b, c, h, w = x.shape
-    if x.dtype not in (torch.float32, torch.float64) or border == "valid":
-        return separable_filter(x, k, k, border)[..., ::2, ::2]
-    if opencv_tail_applies(k, k, w, c, x.dtype):
+    if x.dtype not in (torch.float32, torch.float64) or border == "valid" or opencv_tail_applies(k, k, w, c, x.dtype):
         return separable_filter(x, k, k, border)[..., ::2, ::2]
     if b * c * (h + 4) * (w + 4) <= _ONE_PASS_MAX:  # one padded copy (F.pad's kernel) beats the blocks' border copies
         y = separable_passes_even(pad(x.reshape(b * c, 1, h, w), 2, 2, 2, 2, border), k, k)

@@ -25,6 +25,7 @@ from gdvision.features.scale_space import (
     fold_bins,
     gradient_votes,
     sample_affine_patches_grouped,
+    to_keypoint_order,
 )
 
 DESCRIPTOR_SIZE = 128
@@ -148,5 +149,5 @@ def sift_descriptors(
         # (kk, nb, d*d) -> fold -> (kk, d*d, n_orient)
         desc = fold_bins(torch.cat(sp).view(kk, nb, -1), n_orient, 1)
         desc = desc.transpose(1, 2).reshape(kk, -1)
-        outs.append(desc.new_empty(desc.shape).index_copy_(0, order, desc))
+        outs.append(to_keypoint_order(desc, order))
     return normalize_sift(torch.cat(outs), root=root)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from gdvision._checks import check_choice
 from gdvision.features import refine_np
 from gdvision.features.config import DETECTORS
-from gdvision.features.scale_space import ScaleSpace
+from gdvision.features.scale_space import ScaleSpace, image_groups
 
 
 @dataclass
@@ -294,18 +294,10 @@ def refine_half_pixel(
     # a range of one sort. Without a gradient the images of a level share one call as its batch items (the same
     # samples; on the CPU the items run on separate threads), short ones padded with zeros (results unused).
     nb = resp.shape[0]
-    group = idx[:, 1] * nb + idx[:, 0]
-    order = torch.argsort(group)
-    keys, counts = torch.unique_consecutive(group[order], return_counts=True)
+    order, levels = image_groups(idx[:, 1], idx[:, 0], nb)
     grid = (pts.index_select(0, order) * scale).sub_(1.0)
-    levels: dict[int, list[tuple[int, int, int]]] = {}
-    start = 0
-    for gk, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        lv, bi = divmod(gk, nb)
-        levels.setdefault(lv, []).append((bi, start, cnt))
-        start += cnt
     batched = not (torch.is_grad_enabled() and resp.requires_grad)
-    for lv, parts in levels.items():
+    for lv, parts in levels:
         if len(parts) > 1 and batched:
             m = max(cnt for _, _, cnt in parts)
             g = grid.new_zeros(nb, m, 9, 2)

@@ -17,7 +17,13 @@ import math
 import torch
 
 from gdvision.features.detectors import Keypoints
-from gdvision.features.scale_space import ScaleSpace, fold_bins, gradient_votes, sample_affine_patches_grouped
+from gdvision.features.scale_space import (
+    ScaleSpace,
+    fold_bins,
+    gradient_votes,
+    sample_affine_patches_grouped,
+    to_keypoint_order,
+)
 
 NUM_BINS = 36
 
@@ -65,8 +71,7 @@ def orientation_histograms(
     hist = torch.zeros(k, nb, device=dev, dtype=vals.dtype)
     hist = hist.scatter_add_(1, b0, mag * (1 - fr))
     hist.narrow(1, 1, nb - 1).scatter_add_(1, b0, mag * fr)  # into b0 + 1: the view one bin on
-    hist = smooth_circular(fold_bins(hist, NUM_BINS))
-    return hist.new_empty(hist.shape).index_copy_(0, order, hist)
+    return to_keypoint_order(smooth_circular(fold_bins(hist, NUM_BINS)), order)
 
 
 def smooth_circular(hist: torch.Tensor) -> torch.Tensor:

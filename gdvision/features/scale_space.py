@@ -197,31 +197,43 @@ def build_scale_space(
     return ScaleSpace(octaves, sigma0, S, first, offsets if fine else None)
 
 
-def _level_groups(
-    ss: ScaleSpace, batch: torch.Tensor, octave: torch.Tensor, level: torch.Tensor
-) -> tuple[torch.Tensor, list[tuple[int, int, list[tuple[int, int, int]]]]]:
-    """Keypoints grouped by the Gaussian level they sample: ``(order, [(octave, level, parts), ...])``.
+def image_groups(
+    major: torch.Tensor, image: torch.Tensor, n_images: int
+) -> tuple[torch.Tensor, list[tuple[int, list[tuple[int, int, int]]]]]:
+    """Rows grouped by a ``major`` key (K,) long and then by ``image`` (K,) long in ``[0, n_images)``:
+    ``(order, [(major, parts), ...])`` in increasing ``major``.
 
-    ``order`` sorts the keypoints by (octave, level, image); ``parts`` lists ``(image, start, count)``: the
-    keypoints of one image at that level are the contiguous range ``order[start : start + count]`` (one sort, no
-    per-group search over all keypoints).
+    ``order`` sorts the rows by (major, image); ``parts`` lists ``(image, start, count)``: the rows of one image in
+    that group are the contiguous range ``order[start : start + count]`` (one sort, no per-group search).
+
+    Example:
+        >>> order, groups = image_groups(torch.tensor([2, 0, 2, 2]), torch.tensor([1, 0, 0, 1]), 2)
+        >>> order[0].item(), order[1].item(), groups
+        (1, 2, [(0, [(0, 0, 1)]), (2, [(0, 1, 1), (1, 2, 2)])])
     """
-    nl = max(o.shape[1] for o in ss.octaves)
-    nb = ss.octaves[0].shape[0]
-    key = (octave * nl + level) * nb + batch
+    key = major * n_images + image
     order = torch.argsort(key)
     keys, counts = torch.unique_consecutive(key[order], return_counts=True)
-    groups: list[tuple[int, int, list[tuple[int, int, int]]]] = []
+    groups: list[tuple[int, list[tuple[int, int, int]]]] = []
     start = 0
     for kv, cnt in zip(keys.tolist(), counts.tolist(), strict=True):
-        ol, bi = divmod(kv, nb)
-        o, lv = divmod(ol, nl)
-        if groups and groups[-1][:2] == (o, lv):
-            groups[-1][2].append((bi, start, cnt))
+        mj, bi = divmod(kv, n_images)
+        if groups and groups[-1][0] == mj:
+            groups[-1][1].append((bi, start, cnt))
         else:
-            groups.append((o, lv, [(bi, start, cnt)]))
+            groups.append((mj, [(bi, start, cnt)]))
         start += cnt
     return order, groups
+
+
+def to_keypoint_order(rows: torch.Tensor, order: torch.Tensor) -> torch.Tensor:
+    """Rows given in sampling order (row ``i`` belongs to keypoint ``order[i]``) back in keypoint order.
+
+    Example:
+        >>> to_keypoint_order(torch.tensor([[5.0], [7.0]]), torch.tensor([1, 0])).flatten().tolist()
+        [7.0, 5.0]
+    """
+    return rows.new_empty(rows.shape).index_copy_(0, order, rows)
 
 
 _OUTSIDE = -4.0  # a normalised coordinate whose bilinear neighbours all lie outside the image: it samples 0
@@ -260,8 +272,7 @@ def sample_affine_patches(
         >>> [round(t, 4) for t in v[0].tolist()]
         [10.0, 12.0, 8.5]
     """
-    vals, order = sample_affine_patches_grouped(ss, batch, octave, level, centre, axes, grid)
-    return vals.new_empty(vals.shape).index_copy_(0, order, vals)
+    return to_keypoint_order(*sample_affine_patches_grouped(ss, batch, octave, level, centre, axes, grid))
 
 
 def sample_affine_patches_grouped(
@@ -299,7 +310,8 @@ def sample_affine_patches_grouped(
     dt = ss.octaves[0].dtype
     if k == 0:
         return centre.new_zeros(0, p, dtype=dt), torch.zeros(0, dtype=torch.long, device=centre.device)
-    order, groups = _level_groups(ss, batch, octave, level)
+    nl = max(o.shape[1] for o in ss.octaves)  # groups of one (octave, level): major key octave * nl + level
+    order, groups = image_groups(octave * nl + level, batch, ss.octaves[0].shape[0])
     size = torch.tensor([[o.shape[-1], o.shape[-2]] for o in ss.octaves], dtype=torch.float64)
     norm = (2.0 / (size - 1).clamp_min(1)).to(dtype=dt, device=centre.device)[octave].unsqueeze(1)  # (K, 1, 2)
     # per keypoint the (3, 2) map [grid_0, grid_1, 1] -> normalised (x, y), gathered in group order
@@ -312,19 +324,21 @@ def sample_affine_patches_grouped(
     kron[:, 1, :, 1] = g1
     kron = kron.view(6, 2 * p)
     grad = torch.is_grad_enabled() and (coef.requires_grad or any(o.requires_grad for o in ss.octaves))
-    out = centre.new_empty(k, p, dtype=dt)
-    rows: list[torch.Tensor] = []  # with gradients: the group results, concatenated at the end
+    # without gradients each group's samples are copied into their rows of ``out``; with them, concatenated at the end
+    out = None if grad else centre.new_empty(k, p, dtype=dt)
+    rows: list[torch.Tensor] = []
 
     def positions(start: int, cnt: int) -> torch.Tensor:  # (cnt, P, 2) of the keypoints order[start : start + cnt]
         return (coef[start : start + cnt].reshape(cnt, 6) @ kron).view(cnt, p, 2)
 
     def put(start: int, v: torch.Tensor) -> None:
-        if grad:
+        if out is None:
             rows.append(v)
         else:
             out[start : start + v.shape[0]] = v
 
-    for o, lv, parts in groups:
+    for ol, parts in groups:
+        o, lv = divmod(ol, nl)
         levels = ss.octaves[o][:, lv : lv + 1]  # (B, 1, H, W)
         if len(parts) == 1 or grad:
             for bi, start, cnt in parts:
@@ -341,7 +355,7 @@ def sample_affine_patches_grouped(
         v = F.grid_sample(levels, pos, mode="bilinear", padding_mode="zeros", align_corners=True)  # (B, 1, m, P)
         for bi, start, cnt in parts:
             put(start, v[bi, 0, :cnt])
-    return (torch.cat(rows) if grad else out), order
+    return (torch.cat(rows) if out is None else out), order
 
 
 def patch_gradients(vals: torch.Tensor, tiny: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
